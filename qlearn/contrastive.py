@@ -1,0 +1,146 @@
+"""The querier-contrastive loss with multi-view augmentation (method.md §5, paper-reference.md §7).
+
+Each training window gives one pooled vector ``z`` (the specific stream's responder tokens,
+``QuerierAwareLM(...).querier_repr``). For its cluster ``c`` and querier ``y``:
+
+1. **views**: ``n_views`` linear maps per cluster, ``d -> view_dim`` with bias, give ``e_v = P_v,c(z)``;
+2. **prototypes**: a FIFO memory holds the last ``memory_size`` projected vectors per
+   (cluster, querier, view); a prototype is their mean (an empty memory gives a constant vector,
+   the uniform direction once normalized);
+3. **logits**: the cosine of ``e_v`` with the prototypes of view ``w != v`` of every querier *of the
+   same cluster*, divided by the temperature; cross-entropy with target ``y``, averaged over the
+   view pairs (with one view, a view is matched against its own prototypes) and the batch, then
+   clipped to ``[0, clip]``;
+4. after the loss, the (detached) ``e_v`` are written into the memories. Under
+   ``torch.distributed`` they are all-gathered first, so every rank holds the same memory; in one
+   process nothing distributed is called.
+
+The weight λ is applied by the trainer: ``L = L_LM + λ·L_QC``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EMPTY = 1e-6  # value of an empty memory's prototype (as in the official code)
+
+
+class QuerierContrastiveLoss(nn.Module):
+    """``loss = qc(z, querier, cluster)``; memories are written when the module is in train mode.
+
+    Args:
+        dim: size of the pooled representation ``z``.
+        n_queriers: queriers of the responder (labels ``0..n_queriers-1``).
+        n_clusters: query clusters (1 = the "w/o clustering" ablation).
+        n_views: projection views per cluster (1 = the "w/o multi-view" ablation).
+        view_dim: output size of each view.
+        memory_size: K, vectors kept per (cluster, querier, view).
+        temperature: T of the cosine logits.
+        clip: the loss is clipped to ``[0, clip]``.
+        views_trainable: False reproduces the official code (views frozen at their random init).
+        init_std: the views' weights start as N(0, init_std), biases at zero.
+    """
+
+    def __init__(self, dim: int, n_queriers: int, n_clusters: int = 1, n_views: int = 2,
+                 view_dim: int = 512, memory_size: int = 512, temperature: float = 0.1,
+                 clip: float = 10.0, views_trainable: bool = True, init_std: float = 0.02):
+        super().__init__()
+        if n_queriers < 1 or n_clusters < 1 or n_views < 1 or memory_size < 1:
+            raise ValueError(f"QuerierContrastiveLoss needs n_queriers, n_clusters, n_views and "
+                             f"memory_size >= 1, got {n_queriers}, {n_clusters}, {n_views}, {memory_size}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.dim, self.n_queriers, self.n_clusters = dim, n_queriers, n_clusters
+        self.n_views, self.view_dim, self.memory_size = n_views, view_dim, memory_size
+        self.temperature, self.clip = temperature, clip
+        # views[c, v] is the linear map P_v,c: z -> weight @ z + bias
+        self.weight = nn.Parameter(torch.randn(n_clusters, n_views, view_dim, dim) * init_std,
+                                   requires_grad=views_trainable)
+        self.bias = nn.Parameter(torch.zeros(n_clusters, n_views, view_dim),
+                                 requires_grad=views_trainable)
+        self.register_buffer("memory", torch.zeros(n_clusters, n_queriers, n_views, memory_size, view_dim))
+        self.register_buffer("count", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # filled slots
+        self.register_buffer("pointer", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # next slot
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, n_queriers={self.n_queriers}, n_clusters={self.n_clusters}, "
+                f"n_views={self.n_views}, view_dim={self.view_dim}, memory_size={self.memory_size}, "
+                f"temperature={self.temperature}, clip={self.clip}, "
+                f"views_trainable={self.weight.requires_grad}")
+
+    def project(self, z: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
+        """``[B, d] -> [B, n_views, view_dim]`` through each sample's own cluster's views."""
+        z = torch.nan_to_num(z).to(self.weight.dtype)
+        return torch.einsum("bvpd,bd->bvp", self.weight[cluster], z) + self.bias[cluster]
+
+    def prototypes(self) -> torch.Tensor:
+        """``[n_clusters, n_queriers, n_views, view_dim]``: memory means, ``EMPTY`` where empty."""
+        count = self.count[:, :, None, None].to(self.memory.dtype)
+        mean = self.memory.sum(dim=3) / count.clamp(min=1)
+        return torch.where(count > 0, mean, torch.full_like(mean, EMPTY))
+
+    def logits(self, e: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
+        """``[B, n_views, n_views, n_queriers]``: cosine(e_v, prototype_w of each querier) / T.
+
+        Only the prototypes of the sample's own cluster are compared: queriers compete only with
+        the queriers that asked similar queries.
+        """
+        protos = F.normalize(self.prototypes()[cluster], dim=-1)  # [B, N, V, P]
+        return torch.einsum("bvp,bnwp->bvwn", F.normalize(e, dim=-1), protos) / self.temperature
+
+    def forward(self, z: torch.Tensor, querier: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
+        querier, cluster = querier.long(), cluster.long()
+        if querier.min() < 0 or querier.max() >= self.n_queriers:
+            raise ValueError(f"querier labels must lie in 0..{self.n_queriers - 1}, got "
+                             f"{querier.tolist()}: the loss was built for {self.n_queriers} queriers")
+        if cluster.min() < 0 or cluster.max() >= self.n_clusters:
+            raise ValueError(f"cluster ids must lie in 0..{self.n_clusters - 1}, got {cluster.tolist()}: "
+                             "the loss was built for fewer clusters than the data has")
+        e = self.project(z, cluster)
+        logits = self.logits(e.float(), cluster)  # [B, V, W, N]
+        V = self.n_views
+        pairs = [(v, w) for v in range(V) for w in range(V) if v != w] or [(0, 0)]
+        losses = [F.cross_entropy(logits[:, v, w], querier) for v, w in pairs]
+        loss = torch.stack(losses).mean().clamp(0.0, self.clip)
+        if self.training:
+            self.write(e.detach(), querier, cluster)
+        return loss
+
+    @torch.no_grad()
+    def write(self, e: torch.Tensor, querier: torch.Tensor, cluster: torch.Tensor) -> None:
+        """FIFO-write projected views ``[B, V, P]`` into the memories (all ranks' under DDP)."""
+        e, querier, cluster = _all_gather(e, querier, cluster)
+        e = e.to(self.memory.dtype)
+        for i in range(e.shape[0]):  # sequential: two samples of one (c, y) take consecutive slots
+            c, y = cluster[i], querier[i]
+            slot = self.pointer[c, y]
+            self.memory[c, y, :, slot] = e[i]
+            self.pointer[c, y] = (slot + 1) % self.memory_size
+            self.count[c, y] = torch.clamp(self.count[c, y] + 1, max=self.memory_size)
+
+    def reset_memory(self) -> None:
+        self.memory.zero_()
+        self.count.zero_()
+        self.pointer.zero_()
+
+
+def _all_gather(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Concatenate each tensor's rows from every rank, in rank order; the identity in one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(tensors)
+    world = dist.get_world_size()
+    n = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    out = []
+    for t in tensors:
+        padded = t.new_zeros((max(sizes),) + t.shape[1:])
+        padded[: t.shape[0]] = t
+        parts = [torch.zeros_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        out.append(torch.cat([p[:s] for p, s in zip(parts, sizes)]))
+    return out
