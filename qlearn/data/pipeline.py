@@ -1,0 +1,270 @@
+"""The MQDialog pipeline (method.md §2): clean -> candidate queriers -> two-person segments ->
+seeded split -> windows < 512 characters ending with the responder -> de-duplication -> ids.
+
+Every threshold is a :class:`BuildConfig` field whose default is the paper's value; every line,
+chunk, segment or window that a step removes is counted by reason in ``Dataset.stats["dropped"]``.
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+
+from .readers import GROUP, Chunk, DataError, Show, read_show
+from .types import Turn, Window
+
+# paper: tau_utt = 70 Friends/TBBT, 40 Modern Family, 50 Chinese dramas; chats: > 200 messages
+MIN_UTTERANCES = {"friends": 70, "bigbang": 70, "modernfamily": 40, "swordsman": 50,
+                  "palace": 50, "chitchat": 200}
+MIN_SEGMENTS = {"chitchat": 0}  # the chat pipeline has no minimum-segments filter; scripts: 20
+RESPONDERS = {"friends": ["Rachel", "Ross"], "bigbang": ["Sheldon", "Leonard"],
+              "modernfamily": ["Claire", "Phil"], "swordsman": ["佟湘玉", "白展堂", "吕秀才"],
+              "palace": ["甄嬛", "皇帝"], "chitchat": [None]}
+
+
+@dataclass
+class BuildConfig:
+    """Pipeline options. ``None`` means "the paper's value for this source"."""
+
+    seed: int = 0
+    max_chars: int = 512  # a window's sum of len(speaker + "\n" + text) must stay below this
+    min_utterances: int | None = None  # candidate querier: >= this many utterances in the show
+    min_segments: int | None = None  # keep a querier with >= this many two-person segments (20)
+    test_fraction: float = 0.2  # of each querier's segments, before windowing
+    val_fraction: float = 0.1  # of the remaining train segments (qlearn's model-selection split)
+    dedup_threshold: float = 0.8  # near-duplicate: > this share of the shorter's turns in the other
+    dedup_train: bool = True  # drop train windows contained in a longer one (official)
+    drop_trailing_runs: bool = False  # official quirk: drop a segment that runs to a chunk's end
+    session_gap_hours: float = 3.0  # chats: a new session after a longer silence
+
+    def min_utt(self, source: str) -> int:
+        return self.min_utterances if self.min_utterances is not None else MIN_UTTERANCES.get(source, 50)
+
+    def min_seg(self, source: str) -> int:
+        return self.min_segments if self.min_segments is not None else MIN_SEGMENTS.get(source, 20)
+
+
+@dataclass
+class Dataset:
+    """One responder's data: windows per split plus the numbers that explain how they were made."""
+
+    source: str
+    responder: str
+    queriers: list[str]  # index = role_pair_id - 1
+    train: list[Window]
+    val: list[Window]
+    test: list[Window]
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def splits(self) -> dict[str, list[Window]]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def __repr__(self):
+        return (f"Dataset({self.source}/{self.responder}: {len(self.queriers)} queriers, "
+                f"train={len(self.train)} val={len(self.val)} test={len(self.test)})")
+
+
+# --------------------------------------------------------------------------------------------
+# steps
+
+def _key(t: Turn) -> str:
+    return f"{t.speaker}\n{t.text}"
+
+
+def near_duplicates(items: list[list[Turn]], threshold: float = 0.8) -> list[bool]:
+    """Which items to keep: an item is dropped when more than ``threshold`` of its turns appear in
+    a longer (or equally long, earlier) kept item. Inverted index, so it is ~linear in practice."""
+    order = sorted(range(len(items)), key=lambda i: (-len(items[i]), i))
+    index: dict[str, list[int]] = defaultdict(list)
+    keep = [False] * len(items)
+    for i in order:
+        keys = Counter(_key(t) for t in items[i])
+        hits: Counter = Counter()
+        for k, mult in keys.items():
+            for j in index.get(k, ()):
+                hits[j] += mult
+        if hits and max(hits.values()) > threshold * len(items[i]):
+            continue
+        keep[i] = True
+        for k in keys:
+            index[k].append(i)
+    return keep
+
+
+def clean_chunks(chunks: list[Chunk], threshold: float, dropped: Counter) -> list[Chunk]:
+    """Drop empty utterances, single-speaker chunks and near-duplicate chunks (keep the longer)."""
+    out = []
+    for c in chunks:
+        turns = [t for t in c.turns if t.text.strip()]
+        dropped["empty utterance"] += len(c.turns) - len(turns)
+        if len({t.speaker for t in turns}) < 2:
+            dropped["single-speaker chunk (utterances)"] += len(turns)
+            continue
+        out.append(Chunk(c.id, turns))
+    keep = near_duplicates([c.turns for c in out], threshold)
+    dropped["near-duplicate chunk (utterances)"] += sum(len(c.turns) for c, k in zip(out, keep)
+                                                        if not k)
+    return [c for c, k in zip(out, keep) if k]
+
+
+def two_person_segments(chunk: Chunk, r: str, q: str, drop_trailing: bool = False):
+    """Maximal runs of consecutive turns spoken only by r or q that contain both: (start, turns)."""
+    runs, start = [], None
+    turns = chunk.turns
+    for i, t in enumerate(turns + [Turn("", "")]):
+        inside = i < len(turns) and t.speaker in (r, q)
+        if inside and start is None:
+            start = i
+        elif not inside and start is not None:
+            run = turns[start:i]
+            if len({x.speaker for x in run}) == 2 and not (drop_trailing and i == len(turns)):
+                runs.append((start, run))
+            start = None
+    return runs
+
+
+def windows_of(turns: list[Turn], r: str, max_chars: int, dropped: Counter):
+    """For each responder turn (2nd turn onward): the longest suffix ending there that stays below
+    ``max_chars``; kept when it holds both speakers. Yields (end index, window turns)."""
+    lengths = [len(t.speaker) + 1 + len(t.text) for t in turns]
+    for i in range(1, len(turns)):
+        if turns[i].speaker != r:
+            continue
+        if lengths[i] >= max_chars:
+            dropped["window: reply alone too long"] += 1
+            continue
+        start, total = i, lengths[i]
+        while start > 0 and total + lengths[start - 1] < max_chars:
+            start -= 1
+            total += lengths[start]
+        win = turns[start:i + 1]
+        if len({t.speaker for t in win}) < 2:
+            dropped["window: responder only"] += 1
+            continue
+        yield i, win
+
+
+def _split(items: list, seed: int, salt: str, fraction: float):
+    """Seeded shuffle, then (rest, held-out); at least one held out when there are >= 2 items."""
+    items = list(items)
+    random.Random(f"{seed}/{salt}").shuffle(items)
+    n = round(len(items) * fraction)
+    if fraction > 0 and n == 0 and len(items) >= 2:
+        n = 1
+    return items[n:], items[:n]
+
+
+def _most_frequent(show: Show, n: int = 15) -> str:
+    return ", ".join(f"{s} ({k})" for s, k in show.speaker_counts.most_common(n) if s != GROUP)
+
+
+def _default_responder(chunks: list[Chunk]) -> str:
+    """The speaker present in the most chunks (chats: the most active sender)."""
+    return Counter(s for c in chunks for s in {t.speaker for t in c.turns}).most_common(1)[0][0]
+
+
+# --------------------------------------------------------------------------------------------
+# the whole pipeline
+
+def build_from_show(show: Show, responder: str | None = None,
+                    config: BuildConfig = BuildConfig()) -> Dataset:
+    cfg, src = config, show.source
+    dropped = Counter(show.dropped)
+    chunks = clean_chunks(show.chunks, cfg.dedup_threshold, dropped)
+    if responder is None:
+        if src != "chitchat":
+            raise DataError(f"{src}: name a responder (MQDialog's: {RESPONDERS.get(src)}); most "
+                            f"frequent speakers: {_most_frequent(show)}")
+        responder = _default_responder(show.chunks)
+    counts = Counter(t.speaker for c in chunks for t in c.turns)
+    if counts[responder] == 0:
+        raise DataError(f"{src}: unknown responder {responder!r}. Most frequent speakers: "
+                        f"{_most_frequent(show)}")
+    if src == "chitchat":  # the owner's export: only the responder's own chats
+        chunks = [c for c in chunks if any(t.speaker == responder for t in c.turns)]
+        counts = Counter(t.speaker for c in chunks for t in c.turns)
+
+    # candidate queriers, in order of first appearance
+    min_utt, min_seg = cfg.min_utt(src), cfg.min_seg(src)
+    first = {}
+    for c in chunks:
+        for t in c.turns:
+            first.setdefault(t.speaker, len(first))
+    cands = [s for s in sorted(first, key=first.get)
+             if counts[s] >= min_utt and s not in (responder, GROUP)]
+    if not cands:
+        raise DataError(f"{src}/{responder}: no speaker has >= {min_utt} utterances "
+                        f"(BuildConfig.min_utterances); most frequent: {_most_frequent(show)}")
+
+    # two-person segments per querier, cleaned, then the >= min_segments filter
+    segs, rejected = {}, {}
+    for q in cands:
+        found = [(c.id, s, run) for c in chunks
+                 for s, run in two_person_segments(c, responder, q, cfg.drop_trailing_runs)]
+        keep = near_duplicates([run for _, _, run in found], cfg.dedup_threshold)
+        dropped["near-duplicate segment"] += keep.count(False)
+        found = [f for f, k in zip(found, keep) if k]
+        if len(found) >= max(min_seg, 1):
+            segs[q] = found
+        else:
+            rejected[q] = len(found)
+    if src == "chitchat":  # chats: queriers by descending number of sessions (official order)
+        segs = dict(sorted(segs.items(), key=lambda kv: -len(kv[1])))
+    if not segs:
+        best = max(rejected.items(), key=lambda kv: kv[1])
+        raise DataError(f"{src}/{responder}: no querier has >= {min_seg} two-person segments "
+                        f"(BuildConfig.min_segments); best: {best[0]} with {best[1]}")
+    queriers = list(segs)
+
+    splits = {"train": [], "val": [], "test": []}
+    n_segments = Counter()
+    for pid, q in enumerate(queriers, start=1):
+        train_val, test = _split(segs[q], cfg.seed, f"{src}/{responder}/{q}/test", cfg.test_fraction)
+        train, val = _split(train_val, cfg.seed, f"{src}/{responder}/{q}/val", cfg.val_fraction)
+        for name, part in (("train", train), ("val", val), ("test", test)):
+            n_segments[name] += len(part)
+            wins = []
+            for cid, start, run in sorted(part, key=lambda x: (x[0], x[1])):
+                seg_id = f"{cid}_turn_{start}"
+                for end, turns in windows_of(run, responder, cfg.max_chars, dropped):
+                    wins.append(Window(id=f"{seg_id}_{start + end}", turns=turns,
+                                       responder=responder, querier=q, role_pair_id=pid,
+                                       segment_id=seg_id, split=name))
+            if name == "train" and cfg.dedup_train:
+                keep = near_duplicates([w.turns for w in wins], cfg.dedup_threshold)
+                dropped["train window contained in a longer one"] += keep.count(False)
+                wins = [w for w, k in zip(wins, keep) if k]
+            splits[name].extend(wins)
+
+    all_w = splits["train"] + splits["val"] + splits["test"]
+    stats = {
+        "source": src, "responder": responder, "queriers": len(queriers),
+        "chunks": len(chunks), "utterances": sum(len(c.turns) for c in chunks),
+        "segments": sum(n_segments.values()),
+        **{f"{k}_segments": n_segments[k] for k in splits},
+        **{f"{k}_windows": len(v) for k, v in splits.items()},
+        "turns_per_window": round(sum(len(w.turns) for w in all_w) / max(len(all_w), 1), 2),
+        "chars_per_window": round(sum(len(t.speaker) + 1 + len(t.text) for w in all_w
+                                      for t in w.turns) / max(len(all_w), 1), 1),
+        "windows_per_querier": {q: sum(1 for w in all_w if w.querier == q) for q in queriers},
+        "rejected_queriers": rejected,  # candidate -> its segment count, below min_segments
+        "dropped": dict(sorted(dropped.items())),
+        "notes": list(show.notes),
+        "config": asdict(cfg),
+    }
+    return Dataset(src, responder, queriers, splits["train"], splits["val"], splits["test"], stats)
+
+
+def build_dataset(source: str, responder: str | None = None, root: str | os.PathLike | None = None,
+                  config: BuildConfig = BuildConfig()) -> Dataset:
+    """Build one responder's dataset from the raw files under ``root`` (default
+    ``$QLEARN_DATA_ROOT``). ``responder=None`` is allowed for "chitchat" (the most active sender)."""
+    show = read_show(source, root, config.session_gap_hours)
+    return build_from_show(show, responder, config)
+
+
+def all_responders() -> list[tuple[str, str | None]]:
+    """Every MQDialog responder of the five shows plus one chitchat responder."""
+    return [(s, r) for s, rs in RESPONDERS.items() for r in rs]
