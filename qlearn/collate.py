@@ -110,14 +110,12 @@ class Collator:
 
 
 class ClusterBatchSampler(torch.utils.data.Sampler):
-    """Batches of indices drawn within one cluster (``cluster_batches=True``; not the official
-    default, which samples at random). Reshuffled each epoch (``set_epoch``); under DDP each rank
-    takes every ``num_replicas``-th batch of the same shuffled list."""
+    """Batches of indices drawn within one cluster (``cluster_batches=True``; the official code
+    samples at random). Reshuffled each epoch (``set_epoch``). Under DDP, accelerate hands whole
+    batches to the ranks in turn, so every batch still comes from one cluster."""
 
-    def __init__(self, clusters: Sequence[int], batch_size: int, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
-        self.clusters, self.batch_size, self.seed = list(clusters), batch_size, seed
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+    def __init__(self, clusters: Sequence[int], batch_size: int, seed: int = 0):
+        self.clusters, self.batch_size, self.seed, self.epoch = list(clusters), batch_size, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -133,11 +131,10 @@ class ClusterBatchSampler(torch.utils.data.Sampler):
             rng.shuffle(idx)
             batches += [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         rng.shuffle(batches)
-        usable = len(batches) - len(batches) % self.num_replicas if self.num_replicas > 1 else len(batches)
-        return batches[self.rank:usable:self.num_replicas]
+        return batches
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return sum(-(-self.clusters.count(c) // self.batch_size) for c in set(self.clusters))

