@@ -1,0 +1,392 @@
+"""Query clustering (method.md §3): embed each window's query, k-means on the unit sphere.
+
+The contrastive loss compares queriers *within* a cluster, so that two replies are contrasted only
+when they answer similar queries. Per responder: embed every training window's query with a
+sentence encoder (default all-MiniLM-L6-v2), L2-normalize, run k-means with cosine similarity,
+and give validation/test windows the nearest training centroid.
+
+    >>> qc = QueryClusterer(n_clusters=10).fit(ds.train)
+    >>> qc.labels_, qc.predict(ds.test)
+    >>> k_selection(qc, ds.train, ks=range(2, 16))   # silhouette and querier mix per k
+    >>> cluster_report(ds.train, qc)                  # size, queriers, mix, TF-IDF terms, examples
+
+Embeddings are cached on disk (``qlearn.assets.cache_dir()/embeddings``) keyed by model and text,
+so a second run embeds nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
+
+from .assets import MINILM, MINILM_HUB, cache_dir
+
+# Clusters per responder in the official configs (paper-reference.md §6); everyone else gets 5.
+PAPER_K = {"Sheldon": 10, "Leonard": 10, "Rachel": 10, "Ross": 10, "佟湘玉": 10, "白展堂": 10}
+QUERY_TEXTS = ("query", "last", "context")
+SINGLE_QUERIER_WARNING = "single querier: the contrastive loss has nothing to contrast here"
+
+
+def default_k(responder: str | None, source: str | None = None) -> int:
+    """The paper's number of clusters: 10 for its big responders and real-person chats, else 5."""
+    if source == "chitchat":
+        return 10
+    return PAPER_K.get(responder or "", 5)
+
+
+def query_text(window, how: str = "query") -> str:
+    """The text that represents a window's query.
+
+    ``"query"``: the querier's turns just before the final responder turn (``Window.query``);
+    ``"last"``: only the last of those turns; ``"context"``: every turn before the reply.
+    """
+    if isinstance(window, str):
+        return window
+    if how == "query":
+        return window.query
+    if how == "last":
+        return window.query.split("\n")[-1]
+    if how == "context":
+        return "\n".join(f"{t.speaker}: {t.text}" for t in window.context)
+    raise ValueError(f"query_text={how!r} is not one of {QUERY_TEXTS}")
+
+
+# --------------------------------------------------------------------------------------- embeddings
+class EmbeddingCache:
+    """Unit-norm sentence embeddings, cached on disk in one ``.npz`` per model.
+
+    Keys are SHA-1 digests of the text, so the file holds no text. ``hits``/``misses`` count the
+    last call to :meth:`embed`; the encoder is loaded only when something is missing.
+    """
+
+    def __init__(self, model=MINILM, folder: str | os.PathLike | None = None, batch_size: int = 128,
+                 progress: bool = True):
+        self.model = model
+        self.folder_arg = folder
+        self.folder = Path(folder) if folder is not None else cache_dir() / "embeddings"
+        self.batch_size = batch_size
+        self.progress = progress
+        self.hits = self.misses = 0
+        self._encoder = None if isinstance(model, str) else model
+
+    @property
+    def model_id(self) -> str:
+        if isinstance(self.model, str):
+            return self.model
+        from .assets import minilm_path
+
+        name = str(getattr(self.model[0].auto_model.config, "_name_or_path", "") or type(self.model))
+        return MINILM if name in (minilm_path(), MINILM_HUB) else name
+
+    @property
+    def path(self) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_id).strip("_")[-80:]
+        return self.folder / f"{slug}.npz"
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        if not self.path.exists():
+            return {}
+        with np.load(self.path) as f:
+            return dict(zip(map(bytes, f["keys"]), f["vectors"]))
+
+    def _save(self, table: dict[bytes, np.ndarray]):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}.npz")
+        keys = np.array(list(table), dtype="S20")
+        np.savez(tmp, keys=keys, vectors=np.stack(list(table.values())).astype(np.float32))
+        os.replace(tmp, self.path)  # atomic: readers never see a half-written file
+
+    def encoder(self):
+        if self._encoder is None:
+            from .assets import load_embedder
+
+            self._encoder = load_embedder(self.model)
+        return self._encoder
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """``[len(texts), dim]`` float32, L2-normalized rows."""
+        keys = [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
+        table = self._load()
+        missing = list(dict.fromkeys(k for k in keys if k not in table))
+        self.misses, self.hits = len(missing), len(set(keys)) - len(missing)
+        if missing:
+            by_key = dict(zip(keys, texts))
+            vecs = self.encoder().encode([by_key[k] for k in missing], batch_size=self.batch_size,
+                                         normalize_embeddings=True, convert_to_numpy=True,
+                                         show_progress_bar=self.progress and len(missing) > 256)
+            table.update(zip(missing, vecs.astype(np.float32)))
+            self._save(table)
+        return np.stack([table[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def spherical_kmeans(X: np.ndarray, n_clusters: int, random_state=0, max_iter: int = 100,
+                     n_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """k-means with cosine similarity on unit vectors: ``(labels, unit centers)``.
+
+    scikit-learn's k-means++ (Euclidean, which on the unit sphere ranks points like cosine) gives the
+    start; Lloyd steps with cosine assignment and re-normalized means finish it. The returned labels
+    are exactly ``argmax(X @ centers.T)``, so :meth:`QueryClusterer.predict` reproduces them.
+    """
+    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state).fit(X)
+    centers = _normalize(km.cluster_centers_)
+    labels = np.argmax(X @ centers.T, axis=1)
+    for _ in range(max_iter):
+        new = centers.copy()
+        for c in range(n_clusters):
+            members = X[labels == c]
+            if len(members):  # an emptied cluster keeps its old center
+                new[c] = members.sum(0)
+        new = _normalize(new)
+        new_labels = np.argmax(X @ new.T, axis=1)
+        centers = new
+        if np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+    return np.argmax(X @ centers.T, axis=1), centers
+
+
+# ---------------------------------------------------------------------------------------- estimator
+class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Cluster dialogue windows by what the querier asked (cosine k-means on sentence embeddings).
+
+    Parameters
+    ----------
+    n_clusters : number of clusters (paper: 10 or 5 per responder, see :func:`default_k`).
+    embedder : short name / hub id / folder for ``qlearn.assets.load_embedder``, or a loaded
+        ``SentenceTransformer``.
+    query_text : which turns form the query: ``"query"`` (default), ``"last"`` or ``"context"``.
+    random_state : seed of k-means.
+    cache_dir : folder of the embedding cache (default ``qlearn.assets.cache_dir()/embeddings``).
+
+    ``fit(windows)`` sets ``labels_`` and ``cluster_centers_`` (unit vectors); ``X`` may also be a
+    list of plain strings. ``transform`` returns the unit-norm embeddings; ``predict`` the nearest
+    center by cosine. After a call, ``embed_hits_``/``embed_misses_`` count cache hits and misses.
+    """
+
+    def __init__(self, n_clusters: int = 10, embedder=MINILM, query_text: str = "query",
+                 random_state: int = 0, cache_dir=None):
+        self.n_clusters = n_clusters
+        self.embedder = embedder
+        self.query_text = query_text
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+
+    def _cache(self) -> EmbeddingCache:
+        cache = getattr(self, "_embedding_cache", None)
+        if cache is None or cache.model is not self.embedder or cache.folder_arg != self.cache_dir:
+            cache = self._embedding_cache = EmbeddingCache(self.embedder, self.cache_dir)
+        return cache
+
+    def texts(self, X) -> list[str]:
+        if self.query_text not in QUERY_TEXTS:
+            raise ValueError(f"query_text={self.query_text!r} is not one of {QUERY_TEXTS}")
+        return [query_text(w, self.query_text) for w in X]
+
+    def transform(self, X) -> np.ndarray:
+        """Unit-norm embeddings of the windows' queries, ``[n, dim]``."""
+        cache = self._cache()
+        emb = cache.embed(self.texts(X))
+        self.embed_hits_, self.embed_misses_ = cache.hits, cache.misses
+        return emb
+
+    def fit(self, X, y=None):
+        X = list(X)
+        if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 1:
+            raise ValueError(f"n_clusters must be a positive integer, got {self.n_clusters!r}")
+        if len(X) < self.n_clusters:
+            raise ValueError(f"cannot make n_clusters={self.n_clusters} clusters from {len(X)} "
+                             "windows: lower --k or add data")
+        emb = self.transform(X)
+        self.labels_, self.cluster_centers_ = spherical_kmeans(emb, self.n_clusters,
+                                                               self.random_state)
+        self.embeddings_ = emb
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Index of the nearest center (cosine) for each window."""
+        check_is_fitted(self, "cluster_centers_")
+        X = list(X)
+        if not X:
+            return np.zeros(0, dtype=int)
+        return np.argmax(self.transform(X) @ self.cluster_centers_.T, axis=1)
+
+
+def assign_clusters(dataset, n_clusters: int | None = None, clusterer: QueryClusterer | None = None):
+    """Write ``cluster_id`` into every window of a ``Dataset``: fit on train, predict val/test.
+
+    ``n_clusters`` defaults to the paper's value for the responder (:func:`default_k`). Returns the
+    fitted clusterer (its ``embeddings_``/``labels_`` are the training windows').
+    """
+    if not dataset.train:
+        raise ValueError(f"dataset {dataset.source}/{dataset.responder} has no training windows "
+                         "to cluster")
+    if clusterer is None:
+        k = n_clusters or default_k(dataset.responder, getattr(dataset, "source", None))
+        clusterer = QueryClusterer(n_clusters=k)
+    elif n_clusters is not None:
+        clusterer.set_params(n_clusters=n_clusters)
+    clusterer.fit(dataset.train)
+    for w, c in zip(dataset.train, clusterer.labels_):
+        w.cluster_id = int(c)
+    for split in (dataset.val, dataset.test):
+        for w, c in zip(split, clusterer.predict(split)):
+            w.cluster_id = int(c)
+    return clusterer
+
+
+def save_clustered(dataset, out_dir) -> Path:
+    """Save a clustered dataset in the MQDialog layout (every sample carries ``cluster_id``)."""
+    from .data import save_mqdialog
+
+    missing = sum(w.cluster_id is None for w in (*dataset.train, *dataset.val, *dataset.test))
+    if missing:
+        raise ValueError(f"{missing} windows have no cluster_id: run assign_clusters(dataset, k) "
+                         "before save_clustered")
+    save_mqdialog(dataset, out_dir)
+    return Path(out_dir)
+
+
+# ----------------------------------------------------------------------------- choosing k, reports
+def _queriers(windows) -> list[str]:
+    return [getattr(w, "querier", "?") for w in windows]
+
+
+def querier_mix(queriers: list[str], n_total: int | None = None) -> float:
+    """How evenly a cluster's windows spread over queriers: entropy / log(#queriers overall), 0..1.
+
+    0 = one querier only (nothing to contrast), 1 = every querier equally often.
+    """
+    counts = np.array(list(Counter(queriers).values()), dtype=float)
+    n_total = n_total or len(counts)
+    if n_total < 2 or counts.sum() == 0:
+        return 0.0
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(n_total))
+
+
+def k_selection(clusterer: QueryClusterer, windows, ks=range(2, 16), sample_size: int = 5000):
+    """One row per k: silhouette (cosine) and querier mix, as a ``pandas.DataFrame``.
+
+    Columns: ``k``, ``silhouette`` (higher = better separated), ``mix`` (size-weighted mean of
+    :func:`querier_mix`), ``single_querier`` (clusters with one querier), ``min_size``.
+    The embeddings are computed once (and cached); each k refits spherical k-means only.
+    """
+    import pandas as pd
+    from sklearn.metrics import silhouette_score
+
+    windows = list(windows)
+    emb = clusterer.transform(windows)
+    queriers = _queriers(windows)
+    n_q = len(set(queriers))
+    rows = []
+    for k in ks:
+        if k >= len(windows):
+            break
+        labels, _ = spherical_kmeans(emb, k, clusterer.random_state)
+        sil = silhouette_score(emb, labels, metric="cosine", random_state=clusterer.random_state,
+                               sample_size=min(sample_size, len(emb)))
+        per = [[q for q, l in zip(queriers, labels) if l == c] for c in range(k)]
+        sizes = np.array([len(p) for p in per])
+        mixes = np.array([querier_mix(p, n_q) for p in per])
+        rows.append({"k": k, "silhouette": round(float(sil), 4),
+                     "mix": round(float((mixes * sizes).sum() / sizes.sum()), 4),
+                     "single_querier": int(sum(len(set(p)) == 1 for p in per)),
+                     "min_size": int(sizes.min())})
+    return pd.DataFrame(rows)
+
+
+def _is_cjk(texts: list[str]) -> bool:
+    sample = "".join(texts[:500])
+    cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in sample)
+    return cjk > 0.3 * max(1, sum(not ch.isspace() for ch in sample))
+
+
+def top_terms(texts: list[str], labels, n_terms: int = 8) -> dict[int, list[str]]:
+    """Per cluster, the terms with the highest mean TF-IDF (words; character bigrams for Chinese)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    labels = np.asarray(labels)
+    if _is_cjk(texts):
+        vec = TfidfVectorizer(analyzer="char", ngram_range=(2, 2), min_df=2)
+    else:
+        vec = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-zA-Z]{2,}\b")
+    try:
+        M = vec.fit_transform(texts)
+    except ValueError:  # every term filtered out (tiny or stop-word-only data)
+        return {int(c): [] for c in np.unique(labels)}
+    vocab = np.array(vec.get_feature_names_out())
+    out = {}
+    for c in np.unique(labels):
+        mean = np.asarray(M[labels == c].mean(axis=0)).ravel()
+        top = np.argsort(-mean)[:n_terms]
+        out[int(c)] = [str(vocab[i]) for i in top if mean[i] > 0]
+    return out
+
+
+def cluster_report(windows, clusterer: QueryClusterer, labels=None, n_terms: int = 8,
+                   n_examples: int = 3):
+    """One row per cluster (``pandas.DataFrame``): size, queriers, mix, warning, terms, examples.
+
+    ``queriers`` maps querier → count (most frequent first); ``mix`` is :func:`querier_mix`;
+    ``warning`` flags single-querier clusters; ``examples`` are the queries nearest the center.
+    """
+    import pandas as pd
+
+    windows = list(windows)
+    labels = clusterer.labels_ if labels is None else np.asarray(labels)
+    if len(labels) != len(windows):
+        raise ValueError(f"{len(labels)} labels for {len(windows)} windows: pass the windows the "
+                         "clusterer was fitted on, or labels=clusterer.predict(windows)")
+    texts = clusterer.texts(windows)
+    emb = clusterer.transform(windows)
+    queriers = _queriers(windows)
+    n_q = len(set(queriers))
+    terms = top_terms(texts, labels, n_terms)
+    rows = []
+    for c in range(len(clusterer.cluster_centers_)):
+        idx = np.flatnonzero(labels == c)
+        qs = [queriers[i] for i in idx]
+        counts = dict(Counter(qs).most_common())
+        near = idx[np.argsort(-(emb[idx] @ clusterer.cluster_centers_[c]))][:n_examples]
+        rows.append({"cluster": c, "size": len(idx), "n_queriers": len(counts),
+                     "queriers": counts, "mix": round(querier_mix(qs, n_q), 3),
+                     "warning": SINGLE_QUERIER_WARNING if len(counts) == 1 else
+                     ("empty cluster" if not counts else ""),
+                     "top_terms": terms.get(c, []), "examples": [texts[i] for i in near]})
+    return pd.DataFrame(rows)
+
+
+def report_markdown(report, k_table=None, title: str = "Query clusters") -> str:
+    """A Markdown version of :func:`cluster_report` (and optionally the :func:`k_selection` table)."""
+    def cell(s):
+        return str(s).replace("|", "/").replace("\n", " ⏎ ")
+
+    lines = [f"# {title}", ""]
+    if k_table is not None and len(k_table):
+        lines += ["## Choosing k", "", "| " + " | ".join(k_table.columns) + " |",
+                  "|" + "---|" * len(k_table.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in k_table.itertuples(False)]
+        lines.append("")
+    lines += ["## Clusters", "", "| cluster | size | queriers | mix | top terms | warning |",
+              "|---|---|---|---|---|---|"]
+    for r in report.itertuples(False):
+        qs = ", ".join(f"{q} {n}" for q, n in r.queriers.items())
+        lines.append(f"| {r.cluster} | {r.size} | {cell(qs)} | {r.mix} | {cell(', '.join(r.top_terms))} "
+                     f"| {r.warning} |")
+    lines += ["", "## Example queries (nearest the center)", ""]
+    for r in report.itertuples(False):
+        lines.append(f"**Cluster {r.cluster}**")
+        lines += [f"- {cell(e)[:200]}" for e in r.examples]
+        lines.append("")
+    return "\n".join(lines)
