@@ -189,7 +189,7 @@ def read_modernfamily(folder: Path) -> Show:
                 ep, n, turns = f"s{int(m.group(1)):02d}e{int(m.group(2)):02d}", 0, []
                 continue
             if not line:  # a block boundary; lone one-line blocks (S3 layout) are merged
-                if len(turns) >= 2:
+                if len(turns) >= 2 and turns[-1].text:  # "Name:" then blank: text follows
                     _add(show.chunks, f"episode_{ep}_chunk_{n}", turns)
                     n, turns = n + 1, []
                 continue
@@ -304,7 +304,7 @@ def read_palace(folder: Path) -> Show:
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        parts = [p.strip() for p in line.split(" | ")]
+        parts = [p.strip() for p in line.split("|", 3)]
         if len(parts) != 4:
             raise DataError(f"{path}, line {lineno}: expected 'scene | speaker | action | text' "
                             f"(4 fields), got {len(parts)}")
