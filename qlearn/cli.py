@@ -64,7 +64,58 @@ def _run_demo(args):
 
 
 def _add_data(sub):
-    sub.add_parser("data", help="build, inspect and download dialogue datasets (MQDialog layout)")
+    p = sub.add_parser("data", help="build, inspect and download dialogue datasets (MQDialog layout)",
+                       description="Rebuild MQDialog from public transcripts (method.md §2).")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    b = dsub.add_parser("build", help="build one responder (or --all) and save the MQDialog layout")
+    b.add_argument("--source", help="friends, bigbang, modernfamily, swordsman, palace or chitchat")
+    b.add_argument("--responder", help="e.g. Ross (chitchat: default = the most active sender)")
+    b.add_argument("--all", action="store_true", help="every MQDialog responder + one chitchat")
+    b.add_argument("--out", default="runs/data", help="output folder (default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="segment split seed (default: 0)")
+    s = dsub.add_parser("stats", help="print (and with --out save) the statistics table of every "
+                        "responder")
+    s.add_argument("--out", help="also write stats.md and stats.csv here")
+    s.add_argument("--seed", type=int, default=0)
+    for q in (b, s):
+        q.add_argument("--root", help="transcripts folder (default: $QLEARN_DATA_ROOT)")
+    d = dsub.add_parser("download", help="fetch a source's public files at pinned commits")
+    d.add_argument("source", help="friends, bigbang, modernfamily, swordsman, palace or all")
+    d.add_argument("--root", required=True, help="where to put them (then use it as --root)")
+
+
+def _run_data(args):
+    from .data import BuildConfig, DataError, all_responders, build_dataset, save_mqdialog
+    from .data.stats import dropped_markdown, stats_rows, to_markdown, write_stats
+
+    try:
+        if args.data_command == "download":
+            from .data.download import PINS, download
+
+            for source in (PINS if args.source == "all" else [args.source]):
+                download(source, args.root)
+            return
+        cfg = BuildConfig(seed=args.seed)
+        if args.data_command == "stats" or args.all:
+            pairs = all_responders()
+        elif args.source:
+            pairs = [(args.source, args.responder)]
+        else:
+            sys.exit("qlearn data build: give --source (and --responder), or --all")
+        built = [build_dataset(src, r, root=args.root, config=cfg) for src, r in pairs]
+        out = getattr(args, "out", None)
+        if args.data_command == "build":
+            for ds in built:
+                folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"))
+                print(f"{ds!r} -> {folder}")
+            if len(built) == 1:
+                print(dropped_markdown(built[0]))
+        print(to_markdown(stats_rows(built)))
+        if out:
+            md, csv = write_stats(built, out)
+            print(f"saved {md} and {csv}")
+    except DataError as e:
+        sys.exit(f"qlearn data: {e}")
 
 
 def _add_cluster(sub):

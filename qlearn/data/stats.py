@@ -1,0 +1,62 @@
+"""The statistics table per responder (printed, and saved as Markdown and CSV)."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+COLUMNS = [("source", "source"), ("responder", "responder"), ("queriers", "queriers"),
+           ("segments", "segments"), ("train_windows", "train"), ("val_windows", "val"),
+           ("test_windows", "test"), ("turns_per_window", "turns/window"),
+           ("chars_per_window", "chars/window"), ("dropped_lines", "dropped lines")]
+
+
+def stats_rows(datasets) -> list[dict]:
+    """One row per Dataset: the numbers of the table (``dropped lines`` = reader + cleaning)."""
+    rows = []
+    for ds in datasets:
+        s = ds.stats
+        row = {k: s.get(k) for k, _ in COLUMNS if k != "dropped_lines"}
+        row["source"], row["responder"] = ds.source, ds.responder
+        row["dropped_lines"] = sum(v for k, v in s.get("dropped", {}).items()
+                                   if not k.startswith(("window", "train window", "near-duplicate seg")))
+        rows.append(row)
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    head = "| " + " | ".join(h for _, h in COLUMNS) + " |"
+    sep = "|" + "|".join("---" if k in ("source", "responder") else "---:" for k, _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(str(r[k]) for k, _ in COLUMNS) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def dropped_markdown(ds) -> str:
+    """Every removed line/chunk/segment/window of one build, by reason."""
+    rows = [f"| {k} | {v} |" for k, v in ds.stats.get("dropped", {}).items()]
+    rej = ds.stats.get("rejected_queriers", {})
+    text = "| dropped (reason) | count |\n|---|---:|\n" + "\n".join(rows)
+    if rej:
+        text += ("\n\nCandidates below min_segments (segments): "
+                 + ", ".join(f"{q} ({n})" for q, n in sorted(rej.items(), key=lambda kv: -kv[1])))
+    return text
+
+
+def write_stats(datasets, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Save ``stats.md`` and ``stats.csv`` under ``out_dir``; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = stats_rows(datasets)
+    md, cs = out / "stats.md", out / "stats.csv"
+    md.write_text("# Dataset statistics\n\n" + to_markdown(rows) + "\n", encoding="utf-8")
+    cs.write_text(to_csv(rows), encoding="utf-8")
+    return md, cs
