@@ -123,7 +123,27 @@ def _add_cluster(sub):
 
 
 def _add_train(sub):
-    sub.add_parser("train", help="train a querier-aware model from a YAML recipe")
+    p = sub.add_parser("train", help="train a querier-aware model from a YAML recipe",
+                       description="L = L_LM + λ·L_QC on transformers' Trainer. Writes "
+                       "<output_dir>/metrics.jsonl, loss_curves.png, probe.json, checkpoints and "
+                       "final/. Many GPUs: accelerate launch -m qlearn.cli train --config ...")
+    p.add_argument("--config", required=True,
+                   help="YAML recipe: configs/quick-cpu.yaml, configs/colab-t4.yaml, configs/paper/<responder>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one field, e.g. output_dir=runs/x or model.rank=16 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in output_dir (weights, optimizer, memories)")
+
+
+def _run_train(args):
+    from .train import TrainConfig, train
+
+    try:
+        cfg = TrainConfig.from_yaml(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"qlearn train: {e}")
+    run = train(cfg, resume=args.resume)
+    print(f"qlearn train: done; metrics, probe and figures in {run}, the model in {run / 'final'}")
 
 
 def _add_evaluate(sub):
