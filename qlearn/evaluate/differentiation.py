@@ -112,11 +112,13 @@ def score_differentiation(replies: dict[str, list[str]], classifier: AskerClassi
 def differentiation(model, tokenizer, dataset, n_windows: int = 30, n_askers: int = 4,
                     embedder=None, classifier: AskerClassifier | None = None,
                     **generate_kwargs) -> Differentiation:
-    """Ask ``n_windows`` test windows as each of the ``n_askers`` most frequent queriers."""
+    """Ask ``n_windows`` test windows as each of the ``n_askers`` most frequent queriers (training
+    frequency); windows whose real querier is one of them come first."""
     askers = top_askers(dataset.train, n_askers)
-    windows = [w for w in dataset.test if w.querier in askers][:n_windows]
+    # windows first asked by one of the askers, then any other test window
+    windows = sorted(dataset.test, key=lambda w: w.querier not in askers)[:n_windows]
     if not windows:
-        raise ValueError(f"no test windows from the askers {askers}")
+        raise ValueError("differentiation needs test windows: dataset.test is empty")
     classifier = classifier or AskerClassifier(embedder).fit(dataset.train, askers)
     return score_differentiation(replies_by_asker(model, tokenizer, windows, askers,
                                                   **generate_kwargs), classifier)

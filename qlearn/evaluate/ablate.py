@@ -1,0 +1,412 @@
+"""``qlearn ablate --config FILE``: baselines, the full method and its ablations as one grid.
+
+Every trained system is one ``qlearn.train`` run with the same data, base model and budget (the
+``train:`` block of the config) plus its own overrides (``SYSTEMS``); the prompting baselines use
+the base model. All systems answer exactly the same test windows. A trained system's checkpoint
+is chosen on the *validation* split (ROUGE-L), never on test — the official scripts pick the best
+epoch on the reported split, which flatters every system.
+
+Outputs: ``<output_dir>/table.md``, ``table.csv`` (first column = system name), ``rougeL.png`` (bars
+with 95% bootstrap CIs) and ``command.txt``. Checkpoints and generated replies stay in
+``work_dir`` (they may echo transcript text, so they are not results to commit). Re-running the
+same command reuses every finished system.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .baselines import PROMPT_BASELINES, baseline_replies, model_replies
+from .metrics import guess_lang, paired_test, rouge_l, rouge_l_scores, score_all
+
+# trained systems: TrainConfig overrides (dotted keys) on top of the shared ``train:`` block
+SYSTEMS = {
+    "FT": {"model.specific": False},
+    "Ours": {},
+    "w/o low-rank": {"model.rank": None},
+    "w/o clustering": {"n_clusters": 1},
+    "w/o multi-view": {"model.n_views": 1},
+    "w/o contrastive": {"model.qc_weight": 0.0},
+    "Ours (residual fusion)": {"model.fusion": "residual"},
+    "Ours (sum fusion)": {"model.fusion": "sum"},
+    "Ours (frozen views)": {"model.views_trainable": False},
+    "Ours (zero init)": {"model.specific_init": "zero"},
+}
+PAPER_GRID = ["Zero-shot", "FT", "RPG", "Few-shot", "QCG", "Ours", "w/o low-rank", "w/o clustering",
+              "w/o multi-view", "w/o contrastive"]
+
+
+@dataclass
+class EvalConfig:
+    n_test: int | None = 200  # a seeded subset of the test windows (None = all)
+    n_val: int | None = 50  # validation windows for checkpoint selection
+    select_on_val: bool = True  # False: use each run's final weights
+    max_new_tokens: int = 64
+    batch_size: int = 8
+    do_sample: bool = False
+    seed: int = 0
+    reference: str = "Ours"  # paired tests of every system against this one
+    stopwords: str | None = None  # a stop-word file for BLEU (the official HIT list)
+    diff_windows: int = 0  # querier differentiation on this many test windows (0 = off)
+    diff_askers: int = 4
+    diff_systems: list[str] = field(default_factory=lambda: ["Zero-shot", "FT", "Ours"])
+
+
+@dataclass
+class AblateConfig:
+    name: str = "ablation"
+    systems: list[str] = field(default_factory=lambda: list(PAPER_GRID))
+    train: dict = field(default_factory=dict)  # TrainConfig fields shared by every trained system
+    custom: dict = field(default_factory=dict)  # extra systems: name -> TrainConfig overrides
+    sweep: dict = field(default_factory=dict)  # key -> values: systems "Ours (key=value)"
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str | None = None  # default results/<name>
+    work_dir: str | None = None  # default runs/ablate/<name>
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "AblateConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown ablate field(s) {unknown}; valid: {sorted(names)}")
+        ev = d.get("eval") or {}
+        bad = sorted(set(ev) - {f.name for f in dataclasses.fields(EvalConfig)})
+        if bad:
+            raise ValueError(f"{where}: unknown eval.{bad[0]}; valid: "
+                             f"{sorted(f.name for f in dataclasses.fields(EvalConfig))}")
+        d["eval"] = EvalConfig(**ev)
+        cfg = cls(**d)
+        for key, values in cfg.sweep.items():
+            for v in values:
+                cfg.custom.setdefault(f"Ours ({key}={v})", {key: v})
+                if f"Ours ({key}={v})" not in cfg.systems:
+                    cfg.systems.append(f"Ours ({key}={v})")
+        known = set(PROMPT_BASELINES) | set(SYSTEMS) | set(cfg.custom)
+        unknown = [s for s in cfg.systems if s not in known]
+        if unknown:
+            raise ValueError(f"{where}: unknown system(s) {unknown}; built in: "
+                             f"{list(PROMPT_BASELINES) + list(SYSTEMS)}; define others under custom:")
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "AblateConfig":
+        import yaml
+
+        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"--set {item!r}: write key=value, e.g. --set eval.n_test=50 or "
+                                 "--set train.max_steps=20")
+            key, value = item.split("=", 1)
+            _set(d, key.strip(), yaml.safe_load(value))
+        return cls.from_dict(d, where=str(path))
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir or f"results/{self.name}")
+
+    @property
+    def work(self) -> Path:
+        return Path(self.work_dir or f"runs/ablate/{self.name}")
+
+    def train_config(self, system: str):
+        """The TrainConfig of a trained system: the shared block plus the system's overrides."""
+        from ..train import TrainConfig
+
+        d = copy.deepcopy(self.train)
+        for key, value in {**SYSTEMS, **self.custom}[system].items():
+            _set(d, key, value)
+        d["output_dir"] = str(self.work / "runs" / slug(system))
+        return TrainConfig.from_dict(d, where=f"system {system!r}")
+
+
+def _set(d: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[leaf] = value
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "system"
+
+
+def subset(windows: Sequence, n: int | None, seed: int) -> list:
+    """A seeded subset of ``n`` windows in their original order (all when n is None or larger)."""
+    if n is None or n >= len(windows):
+        return list(windows)
+    keep = set(random.Random(seed).sample(range(len(windows)), n))
+    return [w for i, w in enumerate(windows) if i in keep]
+
+
+def load_trained(folder, train_cfg=None):
+    """``(model, tokenizer)`` from a run folder, ``final/`` or a checkpoint of ``qlearn.train``."""
+    from ..assets import load_lm, tiny_lm
+    from ..model import CONFIG_FILE, QuerierAwareLM
+    from ..train import TrainConfig
+
+    folder = Path(folder)
+    if (folder / "final" / CONFIG_FILE).exists():
+        folder = folder / "final"
+    if train_cfg is None:
+        for cand in (folder / "train_config.yaml", folder.parent / "train_config.yaml"):
+            if cand.exists():
+                train_cfg = TrainConfig.from_yaml(cand)
+                break
+        else:
+            raise FileNotFoundError(f"no train_config.yaml in {folder} or its parent: pass the run "
+                                    "folder written by `qlearn train`")
+    if train_cfg.base_model == "tiny":
+        base, tok = tiny_lm(seed=train_cfg.seed)
+    else:
+        base, tok = load_lm(train_cfg.base_model)
+    return QuerierAwareLM.from_pretrained(base, folder).eval(), tok
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    """Candidate weights of a run: every checkpoint plus ``final/``, identical files once."""
+    from ..model import WEIGHTS_FILE
+
+    cands = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    cands = [c for c in cands if (c / WEIGHTS_FILE).exists()] + [run / "final"]
+    seen, out = set(), []
+    for c in reversed(cands):  # prefer final/ over an identical last checkpoint
+        digest = hashlib.sha1((c / WEIGHTS_FILE).read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            out.append(c)
+    return out[::-1]
+
+
+class Grid:
+    """Runs one AblateConfig: data once, every system's replies (cached), scores, table, chart."""
+
+    def __init__(self, cfg: AblateConfig, command: str | None = None):
+        self.cfg, self.command = cfg, command
+        self._base = self._embedder = None
+
+    # ---- shared pieces ----
+    def data(self):
+        from ..train import TrainConfig, load_data
+
+        base_cfg = TrainConfig.from_dict({**copy.deepcopy(self.cfg.train), "output_dir": str(self.cfg.work)})
+        ds, n_clusters = load_data(base_cfg)
+        ev = self.cfg.eval
+        self.ds = ds
+        self.test = subset(ds.test, ev.n_test, ev.seed)
+        self.val = subset(ds.val, ev.n_val, ev.seed)
+        self.lang = guess_lang(w.reply for w in ds.train[:300])
+        self.info = {"source": ds.source, "responder": ds.responder, "queriers": len(ds.queriers),
+                     "train": len(ds.train), "val": len(ds.val), "test": len(ds.test),
+                     "test_used": len(self.test), "val_used": len(self.val), "clusters": n_clusters,
+                     "lang": self.lang, "base_model": base_cfg.base_model}
+        return ds
+
+    def base(self):
+        if self._base is None:
+            from ..assets import load_lm, tiny_lm
+            from ..train import TrainConfig
+
+            tc = TrainConfig.from_dict(copy.deepcopy(self.cfg.train))
+            self._base = tiny_lm(seed=tc.seed) if tc.base_model == "tiny" else load_lm(tc.base_model)
+        return self._base
+
+    def embedder(self):
+        if self._embedder is None:
+            from ..assets import load_embedder
+
+            self._embedder = load_embedder("minilm")
+        return self._embedder
+
+    def _gen(self) -> dict:
+        ev = self.cfg.eval
+        return dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, do_sample=ev.do_sample)
+
+    # ---- one system ----
+    def replies(self, system: str) -> dict:
+        """``{"predictions", "ids", "checkpoint", "val_rougeL", "train_s", "gen_s"}``, cached on disk."""
+        path = self.cfg.work / "replies" / f"{slug(system)}.json"
+        ids = [w.id for w in self.test]
+        if path.exists():
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("ids") == ids:
+                return cached
+        rec = {"system": system, "ids": ids, "checkpoint": None, "val_rougeL": None, "train_s": 0.0}
+        if system in PROMPT_BASELINES:
+            model, tok = self.base()
+            start = time.perf_counter()
+            rec["predictions"] = baseline_replies(system, model, tok, self.test, self.ds.train,
+                                                  embedder=self.embedder(), **self._gen())
+        else:
+            model, tok, rec = self._train_and_select(system, rec)
+            start = time.perf_counter()
+            rec["predictions"] = model_replies(model, tok, self.test, **self._gen())
+        rec["gen_s"] = round(time.perf_counter() - start, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
+        return rec
+
+    def _train_and_select(self, system: str, rec: dict):
+        from ..train import train
+
+        tc = self.cfg.train_config(system)
+        run = Path(tc.output_dir)
+        if not (run / "final").exists():
+            start = time.perf_counter()
+            train(tc)
+            rec["train_s"] = round(time.perf_counter() - start, 1)
+        cands = _checkpoints(run)
+        if not self.cfg.eval.select_on_val or len(cands) == 1 or not self.val:
+            rec["checkpoint"] = cands[-1].name
+            return (*load_trained(cands[-1], tc), rec)
+        best = None
+        refs = [w.reply for w in self.val]
+        for c in cands:  # model selection on the validation split only
+            model, tok = load_trained(c, tc)
+            score = rouge_l(model_replies(model, tok, self.val, **self._gen()), refs, self.lang)
+            print(f"qlearn ablate: {system} {c.name}: val ROUGE-L {score:.2f}")
+            if best is None or score > best[0]:
+                best = (score, c, model, tok)
+        rec["checkpoint"], rec["val_rougeL"] = best[1].name, round(best[0], 3)
+        return best[2], best[3], rec
+
+    def differentiation(self, system: str, rec: dict) -> dict:
+        """Reply change and asker recovery; prompting baselines other than Zero-shot are skipped
+        (their system turn would have to be rebuilt per asker)."""
+        from .differentiation import AskerClassifier, differentiation
+
+        ev = self.cfg.eval
+        if system in PROMPT_BASELINES:
+            if system != "Zero-shot":
+                return {}
+            model, tok = self.base()
+        else:
+            tc = self.cfg.train_config(system)
+            model, tok = load_trained(Path(tc.output_dir) / rec["checkpoint"], tc)
+        if not hasattr(self, "_asker_clf"):
+            from .differentiation import top_askers
+
+            self._asker_clf = AskerClassifier(self.embedder()).fit(
+                self.ds.train, top_askers(self.ds.train, ev.diff_askers))
+        sub = dataclasses.replace(self.ds, test=self.test) if dataclasses.is_dataclass(self.ds) else self.ds
+        res = differentiation(model, tok, sub, ev.diff_windows, ev.diff_askers,
+                              classifier=self._asker_clf, **self._gen())
+        return res.row()
+
+    # ---- everything ----
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.data()
+        print(f"qlearn ablate: {self.info}")
+        refs = [w.reply for w in self.test]
+        recs, rows = {}, []
+        for system in cfg.systems:
+            print(f"qlearn ablate: === {system} ===")
+            recs[system] = self.replies(system)
+        per_window = {s: rouge_l_scores(r["predictions"], refs, self.lang) for s, r in recs.items()}
+        ref_sys = cfg.eval.reference if cfg.eval.reference in recs else None
+        for system, rec in recs.items():
+            row = {"system": system, **score_all(rec["predictions"], refs, self.lang,
+                                                 cfg.eval.stopwords, cfg.eval.seed)}
+            if ref_sys and system != ref_sys:
+                t = paired_test(per_window[system], per_window[ref_sys], seed=cfg.eval.seed)
+                row.update({f"diff_vs_{slug(ref_sys)}": t.diff, f"p_vs_{slug(ref_sys)}": t.p_value})
+            if cfg.eval.diff_windows and system in cfg.eval.diff_systems:
+                row.update(self.differentiation(system, rec))
+            row.update({k: rec.get(k) for k in ("checkpoint", "val_rougeL", "train_s", "gen_s")})
+            rows.append(row)
+        return write_outputs(rows, cfg, self.info, self.command)
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str | None) -> Path:
+    """table.csv, table.md, rougeL.png and command.txt in ``cfg.out``."""
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "table.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    ref = slug(cfg.eval.reference)
+    cols = [("ROUGE-L [95% CI]", lambda r: f"{r['rougeL']:.2f} [{r['rougeL_low']:.2f}, {r['rougeL_high']:.2f}]"),
+            ("ROUGE-L (paper)", lambda r: _fmt(r["rougeL_paper"])),
+            ("BLEU-1", lambda r: _fmt(r["bleu1"])), ("BLEU-4", lambda r: _fmt(r["bleu4"])),
+            ("Distinct-2", lambda r: _fmt(r["distinct2"])),
+            (f"Δ vs {cfg.eval.reference} (p)", lambda r: (f"{r[f'diff_vs_{ref}']:+.2f} "
+                                                          f"({r[f'p_vs_{ref}']:.3f})")
+             if f"diff_vs_{ref}" in r else "–")]
+    if any("asker_recovery" in r for r in rows):
+        cols += [("reply change", lambda r: _fmt(r.get("reply_change"), 1)),
+                 ("asker recovery (chance)", lambda r: f"{r['asker_recovery']:.1f} ({r['chance']:.0f})"
+                  if "asker_recovery" in r else "–")]
+    cols += [("checkpoint (val ROUGE-L)", lambda r: f"{r['checkpoint']} ({_fmt(r['val_rougeL'])})"
+              if r.get("checkpoint") else "–")]
+    lines = [f"# {cfg.name}: baselines, full method and ablations", ""]
+    if command:
+        lines += ["Made with:", "", f"```\n{command}\n```", ""]
+    lines += [", ".join(f"{k}: {v}" for k, v in info.items()), "",
+              f"Metrics ×100 on the same {info.get('test_used')} test windows; 95% bootstrap CIs; "
+              f"Δ and p: paired difference in ROUGE-L and a sign-flip permutation test against "
+              f"{cfg.eval.reference}. Checkpoints chosen on the validation split.", "",
+              "| System | " + " | ".join(c for c, _ in cols) + " |",
+              "|---|" + "---|" * len(cols)]
+    lines += ["| " + r["system"] + " | " + " | ".join(fn(r) for _, fn in cols) + " |" for r in rows]
+    (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if command:
+        (out / "command.txt").write_text(command + "\n", encoding="utf-8")
+    plot_table(rows, out / "rougeL.png", title=f"{info.get('responder')} · {info.get('base_model')}")
+    print((out / "table.md").read_text(encoding="utf-8"))
+    return out
+
+
+def plot_table(rows: list[dict], path=None, title: str = ""):
+    """Horizontal bars of ROUGE-L (rouge-score and paper variant) with 95% CIs per system."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = [r["system"] for r in rows][::-1]
+    rs = rows[::-1]
+    colors = ["tab:gray" if n in PROMPT_BASELINES or n == "FT" else
+              "tab:red" if n.startswith("Ours") else "tab:blue" for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
+    for ax, key, label in ((axes[0], "rougeL", "ROUGE-L (rouge-score, CJK chars)"),
+                           (axes[1], "rougeL_paper", "ROUGE-L (paper: rouge 1.0.x)")):
+        mean = np.array([r[key] for r in rs])
+        err = np.array([[r[key] - r[f"{key}_low"], r[f"{key}_high"] - r[key]] for r in rs]).T
+        ax.barh(names, mean, xerr=err, color=colors, capsize=3, alpha=0.85)
+        ax.set_xlabel(label + " ×100, 95% CI")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def ablate(config: AblateConfig | str, overrides: Sequence[str] = (), command: str | None = None) -> Path:
+    """Run the grid of an :class:`AblateConfig` (or a YAML file); returns the results folder."""
+    cfg = config if isinstance(config, AblateConfig) else AblateConfig.from_yaml(config, overrides)
+    return Grid(cfg, command).run()
