@@ -1,0 +1,437 @@
+"""The dual-tower querier-aware model (method.md §4), wrapped around an unmodified transformers LM.
+
+One pretrained decoder runs two streams over the same tokens:
+
+* the **general stream**: the pretrained layers, with LoRA (peft) on q,k,v,o,gate,up,down;
+* the **specific stream**: the same embeddings, attention (+ the same LoRA) and norms, but each
+  layer's MLP is *replaced* by a new low-rank SwiGLU ``W_down·(SiLU(W_gate·x) ⊙ W_up·x)`` of rank k,
+  and a new final norm ``norm_specific`` copied from ``norm``.
+
+Both streams meet before the LM head (``fusion``): ``mean`` (official) =
+``(norm(h) + norm_specific(s)) / 2``; ``sum``; ``residual`` (qlearn's) = ``norm(h) + α·norm_specific(s)``
+with a learnable α that starts at 0, so that the untrained model *is* the base model.
+
+How, without forking any modeling file (dual-tower-probe.md):
+
+1. a forward pre-hook on the decoder stacks the batch twice, ``[x; x]`` (ids, mask, positions), so
+   embeddings, rotary, the causal mask and the KV cache all see 2B rows: rows ``:B`` are the general
+   stream, rows ``B:`` the specific one;
+2. each ``layer.mlp`` becomes a :class:`DualMLP` that sends the first half to the pretrained MLP and
+   the second half to the low-rank one;
+3. the final ``norm`` becomes a :class:`DualNorm` that normalises each half with its own norm, fuses
+   them into B rows, and keeps the specific half (before its norm) for the querier representation.
+
+The causal-LM head, the loss and ``generate()`` are the library's own and see B rows. Supported
+decoders: Llama (SmolLM, Llama 2/3), Mistral, Qwen2 (Qwen1.5/2/2.5) and Qwen3. Beam search is not
+supported (it reorders the cache by batch index).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.utils import ModelOutput
+
+SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
+FUSIONS = ("mean", "sum", "residual")
+INITS = ("normal", "zero")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+WEIGHTS_FILE = "qlearn_model.safetensors"
+CONFIG_FILE = "qlearn_config.json"
+
+
+@dataclass
+class QARConfig:
+    """Everything that defines a querier-aware model (and the contrastive settings training reads).
+
+    rank: rank k of the specific low-rank MLPs; ``None`` = a full-size MLP copied from the pretrained
+        one and trained in full (the "w/o low-rank" ablation).
+    lora_r, lora_alpha, lora_dropout, lora_targets: peft LoRA on the shared attention and the general
+        MLP. ``lora_r=0`` (or no targets) means no LoRA.
+    fusion: "mean" (official), "sum", or "residual" (norm(h) + α·norm_specific(s), α starts at 0).
+    specific_init: "normal" (N(0, initializer_range) for all three matrices, as official) or "zero"
+        (W_down = 0, so the specific MLPs start as the identity residual).
+    specific: False gives the plain LoRA model (the FT baseline) through the same class.
+    layers: indices of the decoder layers whose MLP the specific stream replaces; None = all. In the
+        other layers both streams share the pretrained MLP (+LoRA).
+    n_views ... qc_clip: the querier-contrastive loss (method.md §5), read by ``qlearn.contrastive``.
+    """
+    rank: int | None = 64
+    lora_r: int = 16
+    lora_alpha: int = 8
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    fusion: str = "mean"
+    specific_init: str = "normal"
+    specific: bool = True
+    layers: tuple[int, ...] | None = None
+    n_views: int = 2
+    view_dim: int = 512
+    views_trainable: bool = True
+    memory_size: int = 512
+    temperature: float = 0.1
+    qc_weight: float = 0.5
+    qc_clip: float = 10.0
+
+    def __post_init__(self):
+        self.lora_targets = tuple(self.lora_targets)
+        if self.layers is not None:
+            self.layers = tuple(int(i) for i in self.layers)
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"QARConfig.fusion={self.fusion!r}: use one of {FUSIONS}")
+        if self.specific_init not in INITS:
+            raise ValueError(f"QARConfig.specific_init={self.specific_init!r}: use one of {INITS}")
+        if self.rank is not None and (not isinstance(self.rank, int) or self.rank < 1):
+            raise ValueError(f"QARConfig.rank={self.rank!r}: use a positive int, or None for a "
+                             "full-size specific MLP")
+        if self.lora_r < 0:
+            raise ValueError(f"QARConfig.lora_r={self.lora_r}: use 0 (no LoRA) or a positive int")
+
+    @property
+    def use_lora(self) -> bool:
+        return self.lora_r > 0 and len(self.lora_targets) > 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QARConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown QARConfig fields {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class QAROutput(ModelOutput):
+    """``loss`` (shifted CE, -100 ignored; when labels are given), ``logits`` [B, T, V],
+    ``querier_repr`` [B, d] (when a responder mask is given and the specific stream is on)."""
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    querier_repr: torch.Tensor | None = None
+
+
+class SwiGLU(nn.Module):
+    """``w_down(act(w_gate x) * w_up x)`` of width k. The names ``w_*`` keep peft's LoRA off it.
+
+    Weights may be kept in fp32 under a half-precision base (like peft's adapters): inputs are cast
+    to the weights' dtype and the output back.
+    """
+
+    def __init__(self, d: int, k: int, act: str = "silu", bias: bool = False, dtype=None, device=None):
+        super().__init__()
+        kw = dict(bias=bias, dtype=dtype, device=device)
+        self.w_gate, self.w_up = nn.Linear(d, k, **kw), nn.Linear(d, k, **kw)
+        self.w_down = nn.Linear(k, d, **kw)
+        self.act = ACT2FN[act]
+
+    def forward(self, x):
+        y = x.to(self.w_gate.weight.dtype)
+        return self.w_down(self.act(self.w_gate(y)) * self.w_up(y)).to(x.dtype)
+
+
+class _Streams:
+    """State shared by the hook and the wrapper modules: is the specific stream on?"""
+
+    def __init__(self):
+        self.enabled = True
+
+
+class DualMLP(nn.Module):
+    """First half of the batch -> the pretrained MLP, second half -> the specific MLP."""
+
+    def __init__(self, general: nn.Module, specific: nn.Module, streams: _Streams):
+        super().__init__()
+        self.general, self.specific, self.streams = general, specific, streams
+
+    def forward(self, x):
+        if not self.streams.enabled:
+            return self.general(x)
+        b = x.shape[0] // 2
+        return torch.cat([self.general(x[:b]), self.specific(x[b:])])
+
+
+class DualNorm(nn.Module):
+    """The final norm: normalise each half with its own norm and fuse them into B rows.
+
+    ``specific`` is ``norm_specific``; ``alpha`` exists for the residual fusion. The specific half
+    before its norm is kept in ``stash`` for the querier representation (read and cleared by the
+    wrapper's forward).
+    """
+
+    def __init__(self, general: nn.Module, fusion: str, streams: _Streams, dtype):
+        super().__init__()
+        self.general, self.fusion, self.streams = general, fusion, streams
+        self.specific = copy.deepcopy(general).to(dtype)
+        self.alpha = nn.Parameter(torch.zeros((), dtype=dtype, device=general.weight.device)) \
+            if fusion == "residual" else None
+        self.stash = None
+
+    def forward(self, h):
+        if not self.streams.enabled:
+            return self.general(h)
+        b = h.shape[0] // 2
+        self.stash = h[b:]
+        g = self.general(h[:b])
+        s = self.specific(h[b:]).to(g.dtype)
+        if self.fusion == "mean":
+            return 0.5 * (g + s)
+        if self.fusion == "sum":
+            return g + s
+        return g + self.alpha.to(g.dtype) * s
+
+
+def _check_supported(hf_model):
+    model_type = getattr(hf_model.config, "model_type", None)
+    if model_type not in SUPPORTED:
+        raise ValueError(
+            f"QuerierAwareLM supports the decoders {SUPPORTED} (Llama/SmolLM, Mistral, Qwen1.5-2.5, "
+            f"Qwen3); got model_type={model_type!r} ({type(hf_model).__name__}). Pick a supported "
+            "model, e.g. --model smollm2-135m or Qwen/Qwen2.5-0.5B-Instruct.")
+    decoder = hf_model.get_decoder()
+    if not hasattr(decoder, "layers") or not hasattr(decoder, "norm"):
+        raise ValueError(f"{type(decoder).__name__} has no .layers/.norm: not a supported layout")
+    return decoder
+
+
+def _double_batch_hook(streams: _Streams, names: list[str]):
+    """A decoder pre-hook that turns every batch-B input into the stacked [x; x] of batch 2B."""
+
+    def hook(module, args, kwargs):
+        if not streams.enabled:
+            return None
+        kwargs = {**dict(zip(names, args)), **kwargs}
+        first = kwargs.get("input_ids")
+        first = first if first is not None else kwargs.get("inputs_embeds")
+        b = first.shape[0]
+        for key in ("input_ids", "inputs_embeds", "attention_mask", "position_ids"):
+            t = kwargs.get(key)
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"QuerierAwareLM: {key} of type {type(t).__name__} is not supported "
+                                "(use a 2D or 4D tensor attention mask, e.g. sdpa or eager attention)")
+            if t.shape[0] == b:
+                kwargs[key] = torch.cat([t, t])
+        return (), kwargs
+
+    return hook
+
+
+def _trainable_dtype(hf_model) -> torch.dtype:
+    """New weights train in fp32 under a half-precision base (as peft does for its adapters)."""
+    dtype = hf_model.get_input_embeddings().weight.dtype
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+class QuerierAwareLM(nn.Module):
+    """A transformers causal LM with a querier-specific stream; see the module docstring.
+
+    Build with :meth:`from_base` (which edits ``base_model`` in place, like peft's
+    ``get_peft_model``: pass ``copy.deepcopy(model)`` to keep the original). Attributes:
+    ``config`` (the :class:`QARConfig`), ``base`` (the peft model, or the transformers model when
+    there is no LoRA), ``hf`` (the transformers model inside), ``norm_role_proj`` (the querier norm).
+    """
+
+    def __init__(self, base_model, config: QARConfig | None = None):
+        super().__init__()
+        cfg = config or QARConfig()
+        decoder = _check_supported(base_model)
+        self.config = cfg
+        self.streams = _Streams()
+        self.norm_role_proj = None
+        dtype, hf_cfg = _trainable_dtype(base_model), base_model.config
+        if cfg.specific:
+            n_layers = len(decoder.layers)
+            layers = range(n_layers) if cfg.layers is None else cfg.layers
+            bad = [i for i in layers if not 0 <= i < n_layers]
+            if bad:
+                raise ValueError(f"QARConfig.layers has {bad}: the model has layers 0..{n_layers - 1}")
+            for i in layers:
+                mlp = decoder.layers[i].mlp
+                decoder.layers[i].mlp = DualMLP(mlp, self._specific_mlp(mlp, hf_cfg, dtype), self.streams)
+            decoder.norm = DualNorm(decoder.norm, cfg.fusion, self.streams, dtype)
+            self.norm_role_proj = copy.deepcopy(decoder.norm.general).to(dtype)
+            names = list(inspect.signature(decoder.forward).parameters)
+            self._hook = decoder.register_forward_pre_hook(_double_batch_hook(self.streams, names),
+                                                           with_kwargs=True)
+        if cfg.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+            self.base = get_peft_model(base_model, lora)  # freezes all but LoRA
+        else:
+            self.base = base_model.requires_grad_(False)
+        for p in self._new_parameters():
+            p.requires_grad_(True)
+
+    def _specific_mlp(self, mlp: nn.Module, hf_cfg, dtype) -> SwiGLU:
+        d, act = hf_cfg.hidden_size, hf_cfg.hidden_act
+        device = mlp.down_proj.weight.device
+        if self.config.rank is None:  # full size, copied from the pretrained MLP
+            bias = mlp.down_proj.bias is not None
+            new = SwiGLU(d, mlp.down_proj.in_features, act, bias, dtype, device)
+            with torch.no_grad():
+                for mine, theirs in [(new.w_gate, mlp.gate_proj), (new.w_up, mlp.up_proj),
+                                     (new.w_down, mlp.down_proj)]:
+                    mine.weight.copy_(theirs.weight)
+                    if bias:
+                        mine.bias.copy_(theirs.bias)
+            return new
+        new = SwiGLU(d, self.config.rank, act, False, dtype, device)
+        std = getattr(hf_cfg, "initializer_range", 0.02)
+        with torch.no_grad():
+            for lin in (new.w_gate, new.w_up, new.w_down):
+                nn.init.normal_(lin.weight, std=std)
+            if self.config.specific_init == "zero":
+                new.w_down.weight.zero_()
+        return new
+
+    def _new_parameters(self) -> list[nn.Parameter]:
+        """The weights qlearn adds: specific MLPs, norm_specific, norm_role_proj (and α)."""
+        if not self.config.specific:
+            return []
+        decoder = self.hf.get_decoder()
+        modules = [layer.mlp.specific for layer in decoder.layers if isinstance(layer.mlp, DualMLP)]
+        modules += [decoder.norm.specific, self.norm_role_proj]
+        alpha = [decoder.norm.alpha] if decoder.norm.alpha is not None else []
+        return [p for m in modules for p in m.parameters()] + alpha
+
+    # ---- construction, saving, loading -------------------------------------------------------
+    @classmethod
+    def from_base(cls, base_model, config: QARConfig | None = None) -> "QuerierAwareLM":
+        return cls(base_model, config)
+
+    def save_pretrained(self, out_dir) -> Path:
+        """Write the trainable weights (safetensors) and the config (JSON); nothing else."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().to("cpu").contiguous() for n, p in self.named_parameters()
+                   if p.requires_grad}
+        save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        hf_cfg = self.hf.config
+        meta = {"qar_config": self.config.to_dict(),
+                "base": {k: getattr(hf_cfg, k, None) for k in
+                         ("model_type", "name_or_path", "hidden_size", "num_hidden_layers",
+                          "vocab_size")}}
+        meta["base"]["name_or_path"] = getattr(hf_cfg, "_name_or_path", None)
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, base_model, path) -> "QuerierAwareLM":
+        """Rebuild the model from a fresh base model and a :meth:`save_pretrained` folder."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
+            raise FileNotFoundError(f"{path} is not a qlearn model folder: it needs {CONFIG_FILE} "
+                                    f"and {WEIGHTS_FILE} (written by QuerierAwareLM.save_pretrained)")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        for key in ("model_type", "hidden_size", "num_hidden_layers"):
+            saved, given = meta["base"].get(key), getattr(base_model.config, key, None)
+            if saved != given:
+                raise ValueError(f"{path} was trained on a base model with {key}={saved} "
+                                 f"({meta['base'].get('name_or_path')}); this one has {given}. "
+                                 "Load the same base model it was trained on.")
+        model = cls(base_model, QARConfig.from_dict(meta["qar_config"]))
+        tensors = load_file(str(path / WEIGHTS_FILE))
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+        if missing or unexpected:
+            raise ValueError(f"{path / WEIGHTS_FILE} does not match the model built from its config: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(tensors[name])
+        return model
+
+    # ---- running -----------------------------------------------------------------------------
+    _PASSED = ("position_ids", "inputs_embeds", "use_cache", "cache", "past_key_values",
+               "logits_to_keep", "num_items_in_batch")
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, responder_mask=None,
+                **kwargs) -> QAROutput:
+        """Logits (and the loss with labels). With ``responder_mask`` [B, T] (1 on responder
+        tokens) also ``querier_repr``: the specific stream's last-layer states, normalised by
+        ``norm_role_proj`` and averaged over those tokens. Other keys (querier, cluster, ...) are
+        ignored here; the trainer uses them."""
+        passed = {k: v for k, v in kwargs.items() if k in self._PASSED}
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **passed)
+        stash = self._pop_stash()
+        z = None
+        if responder_mask is not None and stash is not None:
+            z = self.pool(stash, responder_mask)
+        return QAROutput(loss=out.loss, logits=out.logits, querier_repr=z)
+
+    def pool(self, hidden: torch.Tensor, responder_mask: torch.Tensor) -> torch.Tensor:
+        """``norm_role_proj`` on each token, then the mean over the masked tokens (0 if none)."""
+        h = self.norm_role_proj(hidden)
+        m = responder_mask.to(h.dtype).unsqueeze(-1)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def _pop_stash(self):
+        if not self.config.specific:
+            return None
+        norm = self.hf.get_decoder().norm
+        stash, norm.stash = norm.stash, None
+        return stash
+
+    @torch.no_grad()
+    def generate(self, *args, **kwargs):
+        """transformers' ``generate`` on the fused model (both streams' KV caches, 2B rows)."""
+        beams = kwargs.get("num_beams") or getattr(kwargs.get("generation_config"), "num_beams", 1)
+        if self.config.specific and (beams or 1) > 1:
+            raise NotImplementedError("beam search reorders the KV cache by batch index, which the "
+                                      "stacked dual-stream batch does not support; use greedy or "
+                                      "sampling (num_beams=1)")
+        out = self.base.generate(*args, **kwargs)
+        self._pop_stash()
+        return out
+
+    @contextlib.contextmanager
+    def general_only(self):
+        """Run only the general stream (the LoRA model) inside the block."""
+        before, self.streams.enabled = self.streams.enabled, False
+        try:
+            yield self
+        finally:
+            self.streams.enabled = before
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+        self.hf.activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs):
+        self.hf.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
+
+    def gradient_checkpointing_disable(self):
+        self.hf.activation_checkpointing_disable()
+
+    @property
+    def hf(self):
+        """The transformers model inside (edited in place: DualMLP, DualNorm, LoRA layers)."""
+        return self.base.get_base_model() if hasattr(self.base, "get_base_model") else self.base
+
+    @property
+    def device(self) -> torch.device:
+        return self.hf.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hf.dtype
+
+    @property
+    def generation_config(self):
+        return self.hf.generation_config
