@@ -435,3 +435,64 @@ class QuerierAwareLM(nn.Module):
     @property
     def generation_config(self):
         return self.hf.generation_config
+
+
+# ---- parameter report ----------------------------------------------------------------------------
+def _component(name: str) -> str:
+    if "lora_" in name:
+        return "LoRA (attention)" if "self_attn" in name else "LoRA (MLP)"
+    if ".mlp.specific." in name:
+        return "specific MLPs"
+    if "norm.specific." in name:
+        return "norm_specific"
+    if name.startswith("norm_role_proj"):
+        return "norm_role_proj"
+    if name.endswith("norm.alpha"):
+        return "fusion alpha"
+    if "embed_tokens" in name:
+        return "embeddings"
+    if "lm_head" in name:
+        return "LM head"
+    if "self_attn" in name:
+        return "attention (pretrained)"
+    if ".mlp." in name:
+        return "MLP (pretrained)"
+    return "norms (pretrained)" if "norm" in name else "other"
+
+
+def parameter_report(model: nn.Module, **extra: nn.Module):
+    """Trainable vs frozen parameters per component, with memory estimates (a pandas DataFrame).
+
+    Works for a :class:`QuerierAwareLM` or any torch model (components are recognised by name);
+    ``extra`` modules (e.g. ``heads=loss_fn``) get one row each, their buffers counted as frozen.
+    ``weights MiB`` is the size of the parameters in their dtype; ``training MiB`` adds, for the
+    trainable ones, a gradient in the same dtype and AdamW's two fp32 moments (activations are not
+    included: the benchmark measures them). Tied weights are counted once.
+    """
+    import pandas as pd
+
+    rows: dict[str, dict] = {}
+
+    def add(component, n, trainable, nbytes):
+        r = rows.setdefault(component, {"trainable": 0, "frozen": 0, "weights MiB": 0.0,
+                                        "training MiB": 0.0})
+        r["trainable" if trainable else "frozen"] += n
+        r["weights MiB"] += n * nbytes / 2**20
+        r["training MiB"] += n * (2 * nbytes + 8 if trainable else nbytes) / 2**20
+
+    for name, p in model.named_parameters():
+        add(_component(name), p.numel(), p.requires_grad, p.element_size())
+    for key, module in extra.items():
+        for p in module.parameters():
+            add(key, p.numel(), p.requires_grad, p.element_size())
+        for b in module.buffers():
+            add(key, b.numel(), False, b.element_size())
+    order = ["embeddings", "attention (pretrained)", "MLP (pretrained)", "norms (pretrained)",
+             "LM head", "LoRA (attention)", "LoRA (MLP)", "specific MLPs", "norm_specific",
+             "norm_role_proj", "fusion alpha", "other"]
+    rows = {k: rows[k] for k in [*order, *extra] if k in rows}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.loc["total"] = df.sum()
+    df[["trainable", "frozen"]] = df[["trainable", "frozen"]].astype(int)
+    df["trainable %"] = 100 * df["trainable"] / (df["trainable"] + df["frozen"])
+    return df.round(2)
