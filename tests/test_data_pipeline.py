@@ -14,11 +14,13 @@ def T(spec):
 
 def test_two_person_segments_are_maximal_runs_with_both_speakers():
     chunk = Chunk("c", T("R:a Q:b R:c X:d R:e R:f Q:g Q:h"))
-    runs = two_person_segments(chunk, "R", "Q")
-    assert [(s, len(r)) for s, r in runs] == [(0, 3), (4, 4)]
+    runs = [(q, s, len(r)) for q, s, r in two_person_segments(chunk, "R")]
+    assert runs == [("Q", 0, 3), ("X", 2, 4), ("Q", 4, 4)]  # R:c starts X's run, R:e R:f end it
     # the official scan drops a run that reaches the end of the chunk
-    assert [s for s, _ in two_person_segments(chunk, "R", "Q", drop_trailing=True)] == [0]
-    assert two_person_segments(Chunk("c", T("R:a R:b X:c Q:d")), "R", "Q") == []
+    assert [s for _, s, _ in two_person_segments(chunk, "R", drop_trailing=True)] == [0, 2]
+    assert list(two_person_segments(Chunk("c", T("R:a R:b Y:c Y:d")), "X")) == []  # no X
+    assert list(two_person_segments(Chunk("c", T("R:a R:b")), "R")) == []  # R alone
+    assert [q for q, _, _ in two_person_segments(Chunk("c", T("Q:a X:b R:c")), "R")] == ["X"]
 
 
 def test_windows_are_longest_suffixes_below_the_limit():

@@ -69,10 +69,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------------
 # steps
 
-def _key(t: Turn) -> str:
-    return f"{t.speaker}\n{t.text}"
-
-
 def near_duplicates(items: list[list[Turn]], threshold: float = 0.8) -> list[bool]:
     """Which items to keep: an item is dropped when more than ``threshold`` of its turns appear in
     a longer (or equally long, earlier) kept item. Inverted index, so it is ~linear in practice."""
@@ -80,15 +76,15 @@ def near_duplicates(items: list[list[Turn]], threshold: float = 0.8) -> list[boo
     index: dict[str, list[int]] = defaultdict(list)
     keep = [False] * len(items)
     for i in order:
-        keys = Counter(_key(t) for t in items[i])
-        hits: Counter = Counter()
-        for k, mult in keys.items():
+        keys = [f"{t.speaker}\n{t.text}" for t in items[i]]
+        hits: dict[int, int] = {}
+        for k in keys:
             for j in index.get(k, ()):
-                hits[j] += mult
-        if hits and max(hits.values()) > threshold * len(items[i]):
+                hits[j] = hits.get(j, 0) + 1
+        if hits and max(hits.values()) > threshold * len(keys):
             continue
         keep[i] = True
-        for k in keys:
+        for k in set(keys):
             index[k].append(i)
     return keep
 
@@ -109,20 +105,44 @@ def clean_chunks(chunks: list[Chunk], threshold: float, dropped: Counter) -> lis
     return [c for c, k in zip(out, keep) if k]
 
 
-def two_person_segments(chunk: Chunk, r: str, q: str, drop_trailing: bool = False):
-    """Maximal runs of consecutive turns spoken only by r or q that contain both: (start, turns)."""
-    runs, start = [], None
+_CLEANED: dict = {}  # (id(show), threshold) -> (show, chunks, dropped): clean once per process
+
+
+def _cleaned(show: Show, threshold: float):
+    key = (id(show), threshold)
+    if key not in _CLEANED or _CLEANED[key][0] is not show:
+        dropped = Counter(show.dropped)
+        _CLEANED[key] = (show, clean_chunks(show.chunks, threshold, dropped), dropped)
+    _, chunks, dropped = _CLEANED[key]
+    return chunks, Counter(dropped)
+
+
+def two_person_segments(chunk: Chunk, r: str, drop_trailing: bool = False):
+    """All maximal runs of consecutive turns spoken only by r and one other person q, containing
+    both, in one pass: yields (q, start, turns). Runs of different queriers may share the block of
+    r's turns between them (r q1 r r q2: the r r belongs to both)."""
     turns = chunk.turns
-    for i, t in enumerate(turns + [Turn("", "")]):
-        inside = i < len(turns) and t.speaker in (r, q)
-        if inside and start is None:
-            start = i
-        elif not inside and start is not None:
-            run = turns[start:i]
-            if len({x.speaker for x in run}) == 2 and not (drop_trailing and i == len(turns)):
-                runs.append((start, run))
-            start = None
-    return runs
+    start, q, last_q = 0, None, -1
+
+    def close(end):
+        run = turns[start:end]
+        if q is not None and q != GROUP and any(t.speaker == r for t in run):
+            if not (drop_trailing and end == len(turns)):
+                return (q, start, run)
+
+    for i, t in enumerate(turns):
+        if t.speaker == r:
+            continue
+        if q is None or t.speaker == q:
+            q, last_q = t.speaker, i
+            continue
+        found = close(i)
+        if found:
+            yield found
+        start, q, last_q = last_q + 1, t.speaker, i
+    found = close(len(turns))
+    if found:
+        yield found
 
 
 def windows_of(turns: list[Turn], r: str, max_chars: int, dropped: Counter):
@@ -171,8 +191,7 @@ def _default_responder(chunks: list[Chunk]) -> str:
 def build_from_show(show: Show, responder: str | None = None,
                     config: BuildConfig = BuildConfig()) -> Dataset:
     cfg, src = config, show.source
-    dropped = Counter(show.dropped)
-    chunks = clean_chunks(show.chunks, cfg.dedup_threshold, dropped)
+    chunks, dropped = _cleaned(show, cfg.dedup_threshold)
     if responder is None:
         if src != "chitchat":
             raise DataError(f"{src}: name a responder (MQDialog's: {RESPONDERS.get(src)}); most "
@@ -199,10 +218,13 @@ def build_from_show(show: Show, responder: str | None = None,
                         f"(BuildConfig.min_utterances); most frequent: {_most_frequent(show)}")
 
     # two-person segments per querier, cleaned, then the >= min_segments filter
+    by_q = defaultdict(list)
+    for c in chunks:
+        for q, s, run in two_person_segments(c, responder, cfg.drop_trailing_runs):
+            by_q[q].append((c.id, s, run))
     segs, rejected = {}, {}
     for q in cands:
-        found = [(c.id, s, run) for c in chunks
-                 for s, run in two_person_segments(c, responder, q, cfg.drop_trailing_runs)]
+        found = by_q.get(q, [])
         keep = near_duplicates([run for _, _, run in found], cfg.dedup_threshold)
         dropped["near-duplicate segment"] += keep.count(False)
         found = [f for f, k in zip(found, keep) if k]

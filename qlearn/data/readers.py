@@ -13,7 +13,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -347,20 +347,24 @@ def read_chitchat(folder: Path | None = None, session_gap_hours: float = 3.0) ->
     path = chitchat_path(folder)
     data = json.loads(_read_text(path))
     show = Show("chitchat", "en", [])
-    gap = session_gap_hours * 3600
+    gap = timedelta(hours=session_gap_hours)
     for key, conv in data.items():
-        n, turns, last = 0, [], None
+        n, turns, last, who, texts = 0, [], None, None, []
         for grp in conv["messages"]:
             for m in grp:
-                t = datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")).timestamp()
-                if last is not None and t - last > gap:
+                t = datetime.fromisoformat(m["timestamp"][:19])  # all UTC ("...Z")
+                if last is not None and t - last > gap:  # a new session
+                    turns.append(Turn(who, " ".join(texts)))
                     _add(show.chunks, f"episode_{key}_chunk_{n}", turns)
-                    n, turns = n + 1, []
+                    n, turns, who = n + 1, [], None
                 last = t
-                if turns and turns[-1].speaker == m["sender"]:
-                    turns[-1] = Turn(m["sender"], f"{turns[-1].text} {m['text'].strip()}".strip())
-                else:
-                    turns.append(Turn(m["sender"], m["text"].strip()))
+                if m["sender"] != who:
+                    if who is not None:
+                        turns.append(Turn(who, " ".join(texts)))
+                    who, texts = m["sender"], []
+                texts.append(m["text"].strip())
+        if who is not None:
+            turns.append(Turn(who, " ".join(texts)))
         _add(show.chunks, f"episode_{key}_chunk_{n}", turns)
     sessions = Counter(s for c in show.chunks for s in {t.speaker for t in c.turns})
     names = {s: CHAT_NAMES[i] if i < len(CHAT_NAMES) else f"user-{s[:8]}"
