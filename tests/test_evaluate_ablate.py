@@ -54,3 +54,15 @@ def test_two_cell_grid_on_tiny_model(tmp_path):
     before = (tmp_path / "work" / "replies" / "ours.json").stat().st_mtime
     ablate(cfg)
     assert (tmp_path / "work" / "replies" / "ours.json").stat().st_mtime == before
+    # `qlearn evaluate` on the trained run, beside Zero-shot, on a saved MQDialog folder
+    from qlearn.cli import main
+    from qlearn.data import save_mqdialog, synthetic_dataset
+
+    save_mqdialog(synthetic_dataset(), tmp_path / "mq")
+    main(["evaluate", "--model", str(tmp_path / "work" / "runs" / "ours"), "--data",
+          str(tmp_path / "mq"), "--n", "3", "--max-new-tokens", "3", "--baselines", "Zero-shot",
+          "--out", str(tmp_path / "ev")])
+    rows = list(csv.DictReader(open(tmp_path / "ev" / "table.csv", encoding="utf-8")))
+    assert [r["system"] for r in rows] == ["ours", "Zero-shot"] and rows[1]["n"] == "3"
+    with pytest.raises(SystemExit, match="qlearn evaluate: .*not a folder"):
+        main(["evaluate", "--model", "tiny", "--data", str(tmp_path / "nowhere")])

@@ -151,9 +151,15 @@ def subset(windows: Sequence, n: int | None, seed: int) -> list:
     return [w for i, w in enumerate(windows) if i in keep]
 
 
+def base_lm(name: str, seed: int = 42):
+    """``(model, tokenizer)`` of a base model; ``tiny`` is the tests' random Llama (seeded)."""
+    from ..assets import load_lm, tiny_lm
+
+    return tiny_lm(seed=seed) if name == "tiny" else load_lm(name)
+
+
 def load_trained(folder, train_cfg=None):
     """``(model, tokenizer)`` from a run folder, ``final/`` or a checkpoint of ``qlearn.train``."""
-    from ..assets import load_lm, tiny_lm
     from ..model import CONFIG_FILE, QuerierAwareLM
     from ..train import TrainConfig
 
@@ -168,10 +174,7 @@ def load_trained(folder, train_cfg=None):
         else:
             raise FileNotFoundError(f"no train_config.yaml in {folder} or its parent: pass the run "
                                     "folder written by `qlearn train`")
-    if train_cfg.base_model == "tiny":
-        base, tok = tiny_lm(seed=train_cfg.seed)
-    else:
-        base, tok = load_lm(train_cfg.base_model)
+    base, tok = base_lm(train_cfg.base_model, train_cfg.seed)
     return QuerierAwareLM.from_pretrained(base, folder).eval(), tok
 
 
@@ -216,11 +219,10 @@ class Grid:
 
     def base(self):
         if self._base is None:
-            from ..assets import load_lm, tiny_lm
             from ..train import TrainConfig
 
             tc = TrainConfig.from_dict(copy.deepcopy(self.cfg.train))
-            self._base = tiny_lm(seed=tc.seed) if tc.base_model == "tiny" else load_lm(tc.base_model)
+            self._base = base_lm(tc.base_model, tc.seed)
         return self._base
 
     def embedder(self):
@@ -366,7 +368,8 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     lines += [", ".join(f"{k}: {v}" for k, v in info.items()), "",
               f"Metrics ×100 on the same {info.get('test_used')} test windows; 95% bootstrap CIs; "
               f"Δ and p: paired difference in ROUGE-L and a sign-flip permutation test against "
-              f"{cfg.eval.reference}. Checkpoints chosen on the validation split.", "",
+              f"{cfg.eval.reference}." + (" Checkpoints chosen on the validation split."
+                                          if any(r.get("checkpoint") for r in rows) else ""), "",
               "| System | " + " | ".join(c for c, _ in cols) + " |",
               "|---|" + "---|" * len(cols)]
     lines += ["| " + r["system"] + " | " + " | ".join(fn(r) for _, fn in cols) + " |" for r in rows]
@@ -410,3 +413,59 @@ def ablate(config: AblateConfig | str, overrides: Sequence[str] = (), command: s
     """Run the grid of an :class:`AblateConfig` (or a YAML file); returns the results folder."""
     cfg = config if isinstance(config, AblateConfig) else AblateConfig.from_yaml(config, overrides)
     return Grid(cfg, command).run()
+
+
+def evaluate_run(model: str, data, out=None, split: str = "test", n: int | None = None,
+                 baselines: Sequence[str] = (), seed: int = 0, max_new_tokens: int = 64,
+                 batch_size: int = 8, command: str | None = None) -> Path:
+    """``qlearn evaluate``: score one model (a ``qlearn train`` run folder, or a base model name =
+    Zero-shot) on a dataset (an MQDialog folder or a Dataset), optionally beside prompting
+    baselines on the same windows; writes table.md / table.csv / rougeL.png to ``out``."""
+    from ..model import CONFIG_FILE
+
+    if isinstance(data, (str, Path)):
+        from ..data import load_mqdialog
+
+        data = load_mqdialog(data)
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split={split!r}: use train, val or test")
+    windows = subset(getattr(data, split), n, seed)
+    if not windows:
+        raise ValueError(f"the dataset has no {split} windows")
+    lang = guess_lang(w.reply for w in windows)
+    gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    folder = Path(model)
+    trained = folder.is_dir() and any((folder / p / CONFIG_FILE).exists() for p in ("", "final"))
+    preds, base, seed_lm = {}, None, 42
+    if trained:
+        m, tok = load_trained(folder)
+        name = folder.name if folder.name not in ("final", "") else folder.parent.name
+        preds[name] = model_replies(m, tok, windows, **gen)
+        from ..train import TrainConfig
+
+        cfg_path = next(p for p in (folder / "train_config.yaml", folder.parent / "train_config.yaml")
+                        if p.exists())
+        tc = TrainConfig.from_yaml(cfg_path)
+        base_name, seed_lm = tc.base_model, tc.seed
+    else:
+        name, base_name = f"Zero-shot ({model})", model
+        base = base_lm(model)
+        preds[name] = model_replies(*base, windows, **gen)
+    for b in baselines:
+        if base is None:
+            base = base_lm(base_name, seed_lm)
+        preds[b] = baseline_replies(b, *base, windows, data.train, **gen)
+    refs = [w.reply for w in windows]
+    per = {s: rouge_l_scores(p, refs, lang) for s, p in preds.items()}
+    rows = []
+    for s, p in preds.items():
+        row = {"system": s, **score_all(p, refs, lang, seed=seed)}
+        if s != name:
+            t = paired_test(per[s], per[name], seed=seed)
+            row.update({f"diff_vs_{slug(name)}": t.diff, f"p_vs_{slug(name)}": t.p_value})
+        rows.append(row)
+    cfg = AblateConfig(name=f"evaluate {name}", systems=[], output_dir=str(out or Path("runs/evaluate") / slug(name)),
+                       eval=EvalConfig(reference=name))
+    info = {"source": data.source, "responder": data.responder, "split": split,
+            "test_used": len(windows), "lang": lang, "base_model": base_name}
+    return write_outputs(rows, cfg, info, command)
