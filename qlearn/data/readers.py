@@ -296,6 +296,9 @@ def _palace_aliases(path: Path) -> dict:
     return aliases
 
 
+_PALACE_NOTES = re.compile(r"\[\d+\]|【[^】]*】")
+
+
 def read_palace(folder: Path) -> Show:
     show = Show("palace", "zh", [])
     aliases = _palace_aliases(_need(folder / "people_mapping.txt", "palace"))
@@ -315,6 +318,7 @@ def read_palace(folder: Path) -> Show:
         if speaker == "旁白":
             show.dropped["narrator"] += 1
             continue
+        text = _PALACE_NOTES.sub("", text)  # footnote marks [4] and editors' notes 【...】
         turns.append(Turn(aliases.get(speaker, speaker), strip_parentheticals(text)))
     _add(show.chunks, f"episode_0_chunk_{cur}", turns)
     return show
