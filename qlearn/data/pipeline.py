@@ -182,7 +182,8 @@ def _most_frequent(show: Show, n: int = 15) -> str:
 
 def _default_responder(chunks: list[Chunk]) -> str:
     """The speaker present in the most chunks (chats: the most active sender)."""
-    return Counter(s for c in chunks for s in {t.speaker for t in c.turns}).most_common(1)[0][0]
+    n = Counter(s for c in chunks for s in {t.speaker for t in c.turns})
+    return min(n, key=lambda s: (-n[s], s))
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,19 +192,23 @@ def _default_responder(chunks: list[Chunk]) -> str:
 def build_from_show(show: Show, responder: str | None = None,
                     config: BuildConfig = BuildConfig()) -> Dataset:
     cfg, src = config, show.source
-    chunks, dropped = _cleaned(show, cfg.dedup_threshold)
     if responder is None:
         if src != "chitchat":
             raise DataError(f"{src}: name a responder (MQDialog's: {RESPONDERS.get(src)}); most "
                             f"frequent speakers: {_most_frequent(show)}")
         responder = _default_responder(show.chunks)
-    counts = Counter(t.speaker for c in chunks for t in c.turns)
-    if counts[responder] == 0:
+    if show.speaker_counts[responder] == 0:
         raise DataError(f"{src}: unknown responder {responder!r}. Most frequent speakers: "
                         f"{_most_frequent(show)}")
-    if src == "chitchat":  # the owner's export: only the responder's own chats
-        chunks = [c for c in chunks if any(t.speaker == responder for t in c.turns)]
-        counts = Counter(t.speaker for c in chunks for t in c.turns)
+    if src == "chitchat":  # the owner's export holds only the owner's own chats
+        mine = [c for c in show.chunks if any(t.speaker == responder for t in c.turns)]
+        dropped = Counter(show.dropped)
+        dropped["chat without the responder (utterances)"] += (
+            sum(len(c.turns) for c in show.chunks) - sum(len(c.turns) for c in mine))
+        chunks = clean_chunks(mine, cfg.dedup_threshold, dropped)
+    else:
+        chunks, dropped = _cleaned(show, cfg.dedup_threshold)
+    counts = Counter(t.speaker for c in chunks for t in c.turns)
 
     # candidate queriers, in order of first appearance
     min_utt, min_seg = cfg.min_utt(src), cfg.min_seg(src)

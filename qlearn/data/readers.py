@@ -352,29 +352,31 @@ def read_chitchat(folder: Path | None = None, session_gap_hours: float = 3.0) ->
     data = json.loads(_read_text(path))
     show = Show("chitchat", "en", [])
     gap = timedelta(hours=session_gap_hours)
+    sessions = []  # (chunk id, [(sender, text), ...]); Turns are made once, after renaming
     for key, conv in data.items():
         n, turns, last, who, texts = 0, [], None, None, []
         for grp in conv["messages"]:
             for m in grp:
                 t = datetime.fromisoformat(m["timestamp"][:19])  # all UTC ("...Z")
                 if last is not None and t - last > gap:  # a new session
-                    turns.append(Turn(who, " ".join(texts)))
-                    _add(show.chunks, f"episode_{key}_chunk_{n}", turns)
+                    turns.append((who, " ".join(texts)))
+                    sessions.append((f"episode_{key}_chunk_{n}", turns))
                     n, turns, who = n + 1, [], None
                 last = t
                 if m["sender"] != who:
                     if who is not None:
-                        turns.append(Turn(who, " ".join(texts)))
+                        turns.append((who, " ".join(texts)))
                     who, texts = m["sender"], []
                 texts.append(m["text"].strip())
         if who is not None:
-            turns.append(Turn(who, " ".join(texts)))
-        _add(show.chunks, f"episode_{key}_chunk_{n}", turns)
-    sessions = Counter(s for c in show.chunks for s in {t.speaker for t in c.turns})
+            turns.append((who, " ".join(texts)))
+        if turns:
+            sessions.append((f"episode_{key}_chunk_{n}", turns))
+    active = Counter(s for _, turns in sessions for s in {s for s, _ in turns})
+    ranked = sorted(active, key=lambda s: (-active[s], s))  # ties by id: same in every process
     names = {s: CHAT_NAMES[i] if i < len(CHAT_NAMES) else f"user-{s[:8]}"
-             for i, (s, _) in enumerate(sessions.most_common())}
-    for c in show.chunks:
-        c.turns = [Turn(names[t.speaker], t.text) for t in c.turns]
+             for i, s in enumerate(ranked)}
+    show.chunks = [Chunk(cid, [Turn(names[s], x) for s, x in turns]) for cid, turns in sessions]
     show.notes.append(f"{len(data)} conversations, {len(show.chunks)} sessions, {len(names)} "
                       f"senders (pseudonyms by number of sessions: {CHAT_NAMES[0]} is the most "
                       "active)")
