@@ -119,7 +119,55 @@ def _run_data(args):
 
 
 def _add_cluster(sub):
-    sub.add_parser("cluster", help="cluster each window's query (embeddings + k-means) and plot UMAP")
+    p = sub.add_parser("cluster", help="cluster each window's query (embeddings + k-means) and plot UMAP",
+                       description="Embed every window's query, k-means (cosine) on the training "
+                       "windows, nearest centroid for val/test. Writes OUT/<source>_<responder>_clustered "
+                       "(MQDialog layout, every sample with cluster_id), report.md, k_selection.csv, "
+                       "clusters.csv and PNG figures.")
+    p.add_argument("--data", required=True, help="a dataset folder in the MQDialog layout (qlearn data)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--k", type=int, default=None,
+                   help="number of clusters (default: the paper's, 10 or 5 per responder)")
+    p.add_argument("--k-range", default="2-15", help="k values for the selection table, "
+                   "e.g. 2-15 or 5,10,15; 'none' skips it (default: %(default)s)")
+    p.add_argument("--embedder", default="minilm", help="sentence encoder (default: %(default)s)")
+    p.add_argument("--query-text", default="query", choices=["query", "last", "context"],
+                   help="which turns form the query (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _k_range(text: str) -> list[int]:
+    if text.lower() == "none":
+        return []
+    try:
+        if "-" in text:
+            lo, hi = map(int, text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        sys.exit(f"qlearn cluster: --k-range {text!r} is not like 2-15 or 5,10,15")
+
+
+def _run_cluster(args):
+    from .cluster import QueryClusterer, cluster_and_report, default_k
+    from .data import DataError, load_mqdialog
+
+    try:
+        ds = load_mqdialog(args.data)
+    except DataError as e:
+        sys.exit(f"qlearn cluster: {e}")
+    k = args.k or default_k(ds.responder, ds.source)
+    print(f"qlearn cluster: {ds}, k = {k}" + ("" if args.k else " (the paper's value)"))
+    qc = QueryClusterer(n_clusters=k, embedder=args.embedder, query_text=args.query_text,
+                        random_state=args.seed)
+    try:
+        res = cluster_and_report(ds, args.out, ks=_k_range(args.k_range), clusterer=qc)
+    except ValueError as e:
+        sys.exit(f"qlearn cluster: {e}")
+    cols = ["cluster", "size", "n_queriers", "mix", "warning"]
+    print(res["report"][cols].to_string(index=False))
+    for key, path in res["paths"].items():
+        print(f"  {key:17s} {path}")
 
 
 def _add_train(sub):

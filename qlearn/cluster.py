@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from .assets import MINILM, MINILM_HUB, cache_dir
 
@@ -62,7 +62,7 @@ def query_text(window, how: str = "query") -> str:
 class EmbeddingCache:
     """Unit-norm sentence embeddings, cached on disk in one ``.npz`` per model.
 
-    Keys are SHA-1 digests of the text, so the file holds no text. ``hits``/``misses`` count the
+    Keys are SHA-1 hex digests of the text, so the file holds no text. ``hits``/``misses`` count the
     last call to :meth:`embed`; the encoder is loaded only when something is missing.
     """
 
@@ -90,16 +90,17 @@ class EmbeddingCache:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_id).strip("_")[-80:]
         return self.folder / f"{slug}.npz"
 
-    def _load(self) -> dict[bytes, np.ndarray]:
+    def _load(self) -> dict[str, np.ndarray]:
         if not self.path.exists():
             return {}
         with np.load(self.path) as f:
-            return dict(zip(map(bytes, f["keys"]), f["vectors"]))
+            return dict(zip(f["keys"].tolist(), f["vectors"]))
 
-    def _save(self, table: dict[bytes, np.ndarray]):
+    def _save(self, new: dict[str, np.ndarray]):
         self.folder.mkdir(parents=True, exist_ok=True)
+        table = {**self._load(), **new}  # merge what another process may have added meanwhile
         tmp = self.path.with_suffix(f".tmp{os.getpid()}.npz")
-        keys = np.array(list(table), dtype="S20")
+        keys = np.array(list(table), dtype="U40")
         np.savez(tmp, keys=keys, vectors=np.stack(list(table.values())).astype(np.float32))
         os.replace(tmp, self.path)  # atomic: readers never see a half-written file
 
@@ -112,7 +113,7 @@ class EmbeddingCache:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), dim]`` float32, L2-normalized rows."""
-        keys = [hashlib.sha1(t.encode("utf-8")).digest() for t in texts]
+        keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
         table = self._load()
         missing = list(dict.fromkeys(k for k in keys if k not in table))
         self.misses, self.hits = len(missing), len(set(keys)) - len(missing)
@@ -121,8 +122,9 @@ class EmbeddingCache:
             vecs = self.encoder().encode([by_key[k] for k in missing], batch_size=self.batch_size,
                                          normalize_embeddings=True, convert_to_numpy=True,
                                          show_progress_bar=self.progress and len(missing) > 256)
-            table.update(zip(missing, vecs.astype(np.float32)))
-            self._save(table)
+            new = dict(zip(missing, vecs.astype(np.float32)))
+            table.update(new)
+            self._save(new)
         return np.stack([table[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
 
 
@@ -130,30 +132,36 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def spherical_kmeans(X: np.ndarray, n_clusters: int, random_state=0, max_iter: int = 100,
-                     n_init: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def spherical_kmeans(X: np.ndarray, n_clusters: int, random_state=0, n_init: int = 10,
+                     max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """k-means with cosine similarity on unit vectors: ``(labels, unit centers)``.
 
-    scikit-learn's k-means++ (Euclidean, which on the unit sphere ranks points like cosine) gives the
-    start; Lloyd steps with cosine assignment and re-normalized means finish it. The returned labels
-    are exactly ``argmax(X @ centers.T)``, so :meth:`QueryClusterer.predict` reproduces them.
+    Each of ``n_init`` starts is scikit-learn's k-means++ seeding; Lloyd steps assign every point
+    to its most similar center and re-normalize the means. The start with the highest total
+    similarity wins. The returned labels are exactly ``argmax(X @ centers.T)``, so
+    :meth:`QueryClusterer.predict` reproduces them.
     """
-    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state).fit(X)
-    centers = _normalize(km.cluster_centers_)
-    labels = np.argmax(X @ centers.T, axis=1)
-    for _ in range(max_iter):
-        new = centers.copy()
-        for c in range(n_clusters):
-            members = X[labels == c]
-            if len(members):  # an emptied cluster keeps its old center
-                new[c] = members.sum(0)
-        new = _normalize(new)
-        new_labels = np.argmax(X @ new.T, axis=1)
-        centers = new
-        if np.array_equal(new_labels, labels):
-            break
-        labels = new_labels
-    return np.argmax(X @ centers.T, axis=1), centers
+    from sklearn.cluster import kmeans_plusplus
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    best = (-np.inf, None, None)
+    for _ in range(n_init):
+        centers, _ = kmeans_plusplus(X, n_clusters, random_state=rng)
+        centers, labels = _normalize(centers), None
+        for _ in range(max_iter):
+            new = np.argmax(X @ centers.T, axis=1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            sums = np.eye(n_clusters, dtype=X.dtype)[labels].T @ X
+            empty = ~sums.any(axis=1)  # an emptied cluster keeps its old center
+            centers = np.where(empty[:, None], centers, _normalize(sums))
+        labels = np.argmax(X @ centers.T, axis=1)
+        score = float((X * centers[labels]).sum())
+        if score > best[0]:
+            best = (score, labels, centers)
+    return best[1], best[2]
 
 
 # ---------------------------------------------------------------------------------------- estimator
@@ -290,9 +298,8 @@ def k_selection(clusterer: QueryClusterer, windows, ks=range(2, 16), sample_size
     queriers = _queriers(windows)
     n_q = len(set(queriers))
     rows = []
-    for k in ks:
-        if k >= len(windows):
-            break
+    ks = [k for k in ks if 2 <= k < len(windows)]
+    for k in tqdm(ks, desc="k-selection", disable=len(ks) < 4):
         labels, _ = spherical_kmeans(emb, k, clusterer.random_state)
         sil = silhouette_score(emb, labels, metric="cosine", random_state=clusterer.random_state,
                                sample_size=min(sample_size, len(emb)))
@@ -390,3 +397,43 @@ def report_markdown(report, k_table=None, title: str = "Query clusters") -> str:
         lines += [f"- {cell(e)[:200]}" for e in r.examples]
         lines.append("")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- the whole step
+def cluster_and_report(dataset, out_dir, n_clusters: int | None = None, ks=range(2, 16),
+                       clusterer: QueryClusterer | None = None, name: str | None = None) -> dict:
+    """Cluster a dataset and write everything a person looks at (``qlearn cluster`` runs this).
+
+    ``out_dir`` receives ``<name>_clustered/`` (the MQDialog layout, every sample with
+    ``cluster_id``), ``report.md``, ``k_selection.csv``, ``clusters.csv`` and the figures
+    ``k_selection.png``, ``umap.png`` (by cluster and by querier), ``umap_per_cluster.png`` and
+    ``querier_mix.png``. Returns ``{"clusterer", "k_table", "report", "paths"}``.
+    """
+    from . import viz
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clusterer = assign_clusters(dataset, n_clusters, clusterer)
+    k = clusterer.n_clusters
+    k_table = k_selection(clusterer, dataset.train, ks) if ks else None
+    report = cluster_report(dataset.train, clusterer)
+    name = name or f"{dataset.source}_{dataset.responder}"
+    paths = {"data": save_clustered(dataset, out / f"{name}_clustered")}
+    title = f"Query clusters: {dataset.responder} ({dataset.source}), k = {k}"
+    paths["report"] = out / "report.md"
+    paths["report"].write_text(report_markdown(report, k_table, title), encoding="utf-8")
+    paths["clusters"] = out / "clusters.csv"
+    report.to_csv(paths["clusters"], index=False)
+    if k_table is not None:
+        paths["k_selection"] = out / "k_selection.csv"
+        k_table.to_csv(paths["k_selection"], index=False)
+        paths["k_selection_png"] = viz.save_png(viz.plot_k_selection(k_table, chosen=k),
+                                                out / "k_selection.png")
+    queriers = [w.querier for w in dataset.train]
+    xy = viz.umap_2d(clusterer.embeddings_, random_state=clusterer.random_state)
+    paths["umap"] = viz.save_png(viz.plot_queries(xy, clusterer.labels_, queriers,
+                                                  f"{dataset.responder}'s queries"), out / "umap.png")
+    paths["umap_per_cluster"] = viz.save_png(viz.plot_cluster_grid(xy, clusterer.labels_, queriers),
+                                             out / "umap_per_cluster.png")
+    paths["querier_mix"] = viz.save_png(viz.plot_cluster_mix(report), out / "querier_mix.png")
+    return {"clusterer": clusterer, "k_table": k_table, "report": report, "paths": paths}
