@@ -121,3 +121,31 @@ def test_errors_name_the_problem(data_root):
     with pytest.raises(DataError, match="unknown source"):
         build_dataset("seinfeld", "Jerry", root=data_root)
     assert MIN_UTTERANCES["friends"] == 70 and MIN_UTTERANCES["modernfamily"] == 40
+
+
+FINGERPRINT = """
+import hashlib, json, sys
+from qlearn.data import build_dataset
+h = hashlib.sha256()
+for s, r in (("chitchat", None), ("palace", "皇帝")):
+    ds = build_dataset(s, r, root=sys.argv[1])
+    h.update(json.dumps([ds.queriers] + [w.to_mqdialog() for w in ds.train + ds.val + ds.test],
+                        ensure_ascii=False).encode())
+print(h.hexdigest())
+"""
+
+
+def test_builds_are_identical_across_processes(data_root):
+    """String hashing is randomized per process: nothing may depend on set or dict-of-set order."""
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        res = subprocess.run([sys.executable, "-c", FINGERPRINT, str(data_root)], env=env,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        digests.add(res.stdout.strip())
+    assert len(digests) == 1
