@@ -52,3 +52,15 @@ def test_download_errors(tmp_path):
     with pytest.raises(DataError, match="cannot fetch"):
         download("palace", tmp_path, manifest=m, progress=False)
     assert MANIFESTS.is_dir()
+
+
+def test_friends_from_the_downloaded_rda_equals_the_tsv(data_root, tmp_path):
+    """A download holds only friends.rda (the R file); it must give the same show as the TSV."""
+    import shutil
+
+    from qlearn.data import read_show
+
+    (tmp_path / "friends_emorynlp").mkdir()
+    shutil.copy(data_root / "friends_emorynlp" / "friends.rda", tmp_path / "friends_emorynlp")
+    a, b = read_show("friends", data_root), read_show("friends", tmp_path)
+    assert a.chunks == b.chunks and a.dropped == b.dropped

@@ -99,11 +99,16 @@ def _friends_rows(folder: Path):
             for lineno, row in enumerate(csv.DictReader(f, delimiter="\t"), start=2):
                 yield lineno, row
         return
+    import warnings
+
+    import pandas as pd
     import rdata
 
-    frame = rdata.read_rda(str(_need(folder / "friends.rda", "friends")))["friends"]
+    with warnings.catch_warnings():  # "Missing constructor for R class tbl_df": harmless
+        warnings.simplefilter("ignore")
+        frame = rdata.read_rda(str(_need(folder / "friends.rda", "friends")))["friends"]
     for lineno, row in enumerate(frame.to_dict("records"), start=1):
-        yield lineno, {k: ("" if v is None or v != v else str(v)) for k, v in row.items()}
+        yield lineno, {k: ("" if pd.isna(v) else str(v)) for k, v in row.items()}
 
 
 def read_friends(folder: Path) -> Show:
