@@ -319,11 +319,11 @@ plt.show()
 # |---|---|---|---|
 # | **00 introduction** (this one) | the problem, the ideas, set-up | ~1 min | any |
 # | **01 dataset construction** | scripts and chats → chunks → two-person segments → windows → MQDialog | seconds | CPU |
-# | **02 question clustering** | embed queries, choose k, inspect clusters, UMAP by cluster and querier | ~1 min | CPU |
+# | **02 question clustering** | embed queries, choose k, inspect clusters, UMAP by cluster and querier | 2-4 min | CPU |
 # | **03 low-rank specific encoder** | build the dual tower step by step on SmolLM2, check generation | ~1-2 min | any GPU |
 # | **04 contrastive training** | the loss on toy vectors, then a real training run, loss curves, probe | a few min | Colab T4 |
-# | **05 evaluation and baselines** | ROUGE-L, BLEU, judge win rate; zero-shot, FT, RPG, few-shot, QCG | a few min | Colab T4 |
-# | **06 ablations** | w/o low-rank, clustering, multi-view, contrastive; sweeps | a few min | Colab T4 / larger |
+# | **05 evaluation and baselines** | ROUGE-L, BLEU, judge win rate; zero-shot, FT, RPG, few-shot, QCG | ~10 min | Colab T4 |
+# | **06 ablations** | w/o low-rank, clustering, multi-view, contrastive; sweeps | ~10 min | Colab T4 (hours) |
 # | **07 querier embeddings** | the signature notebook: UMAP of querier representations, prototypes, cold start, interactive panel | ~3-4 min | Colab T4 |
 #
 # The library `qlearn` holds everything the notebooks build, so a notebook can stay about ideas:
