@@ -24,7 +24,7 @@ def test_two_person_segments_are_maximal_runs_with_both_speakers():
 
 
 def test_windows_are_longest_suffixes_below_the_limit():
-    turns = [Turn("Q", "x" * 100), Turn("R", "y" * 100), Turn("Q", "z" * 100), Turn("R", "w" * 100)]
+    turns = [Turn(s, c * 100) for s, c in zip("QRQR", "xyzw")]
     from collections import Counter
 
     dropped = Counter()

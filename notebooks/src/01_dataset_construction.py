@@ -40,7 +40,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from qlearn.data import BuildConfig, all_responders, build_dataset, load_mqdialog, read_show, save_mqdialog
+from qlearn.data import (BuildConfig, all_responders, build_dataset, load_mqdialog, read_show,
+                         save_mqdialog)
 from qlearn.data.pipeline import clean_chunks, two_person_segments, windows_of
 from qlearn.data.stats import dropped_markdown, stats_rows, to_markdown
 
@@ -65,7 +66,8 @@ print(SOURCE, RESPONDER, ROOT)
 # %%
 show = read_show(SOURCE)
 n_utt = sum(len(c.turns) for c in show.chunks)
-print(f"{SOURCE}: {len(show.chunks)} chunks, {n_utt} utterances, {len(show.speaker_counts)} speakers")
+print(f"{SOURCE}: {len(show.chunks)} chunks, {n_utt} utterances, "
+      f"{len(show.speaker_counts)} speakers")
 print("skipped by the reader:", dict(show.dropped))
 for note in show.notes:
     print("note:", note)
@@ -259,6 +261,7 @@ print(back, "round trip identical:", back.train == ds.train and back.test == ds.
 # seg = {k: {w.segment_id for w in v} for k, v in ds.splits.items()}
 # print(seg["train"] & seg["test"], seg["train"] & seg["val"])   # both empty
 # other = build_dataset(SOURCE, RESPONDER, config=BuildConfig(seed=1))
-# print(len(seg["test"] - {w.segment_id for w in other.test}), "of", len(seg["test"]), "test segments differ")
+# changed = seg["test"] - {w.segment_id for w in other.test}
+# print(len(changed), "of", len(seg["test"]), "test segments differ")
 # ```
 # </details>

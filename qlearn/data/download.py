@@ -20,14 +20,18 @@ from .readers import SOURCES, DataError
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "data" / "manifests"
 
-PINS = {  # source -> (GitHub repo, commit, [(path in repo, path under ROOT/<folder>)]) ; see SOURCE.md
+# source -> (GitHub repo, commit, [(path in repo, path under ROOT/<folder>)]); see SOURCE.md.
+# bigbang lists a folder instead: (repo, commit, remote path pattern, local glob).
+PINS = {
     "friends": ("EmilHvitfeldt/friends", "f2946cf8b594258da24c93265ed763d6edaef738",
                 [("data/friends.rda", "friends.rda")]),
     "bigbang": ("skashyap7/TBBTCorpus", "493ac6853a0cd0cb3a79f27b97bc814d653448cd",
                 "preprocessing/raw_corpus/{name}", "raw_corpus/*.txt"),
-    "modernfamily": ("TomR2022/Text-Mining-Group-Project", "93af3e6cf8adf0350e9483e9ec2092755c71a58a",
+    "modernfamily": ("TomR2022/Text-Mining-Group-Project",
+                     "93af3e6cf8adf0350e9483e9ec2092755c71a58a",
                      [(f"Data/Transcripts/MFs{i}.txt", f"MFs{i}.txt") for i in (1, 2, 3, 5)]),
-    "swordsman": ("gaspolymerase/wulin-dialogue-skill", "e55c637be8a94e21a47c11e0f7618bad8eec15ae",
+    "swordsman": ("gaspolymerase/wulin-dialogue-skill",
+                  "e55c637be8a94e21a47c11e0f7618bad8eec15ae",
                   [(f"武林外传全剧本/武林外传全剧本{i}.txt", f"wulin_script_{i}.gb18030.txt")
                    for i in (1, 2, 3)]),
     "palace": ("Pascalson/DyKGChat", "1a6884815bbc4e3c6c3acd09f16b5a2bfe353932",

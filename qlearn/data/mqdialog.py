@@ -36,14 +36,15 @@ def save_mqdialog(ds: Dataset, out_dir: str | os.PathLike) -> Path:
     for q in ds.queriers:
         folder = out / _safe(q)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{_safe(ds.source)}_{_safe(ds.responder)}-{_safe(q)}_{_safe(ds.responder)}_response_L512"
+        r = _safe(ds.responder)
+        stem = f"{_safe(ds.source)}_{r}-{_safe(q)}_{r}_response_L512"
         for split, windows in ds.splits.items():
             rows = [w.to_mqdialog() for w in windows if w.querier == q]
             (folder / f"{stem}_{SUFFIX[split]}.json").write_text(
                 json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     ids = {ds.responder: {q: i for i, q in enumerate(ds.queriers, start=1)}}
-    (out / "configs" / "role_pair_id.json").write_text(json.dumps(ids, ensure_ascii=False, indent=1),
-                                                       encoding="utf-8")
+    (out / "configs" / "role_pair_id.json").write_text(
+        json.dumps(ids, ensure_ascii=False, indent=1), encoding="utf-8")
     (out / "configs" / "role_list.json").write_text(
         json.dumps([ds.responder, *ds.queriers], ensure_ascii=False), encoding="utf-8")
     meta = {"source": ds.source, "responder": ds.responder, "queriers": ds.queriers,
@@ -80,8 +81,9 @@ def load_mqdialog(path: str | os.PathLike) -> Dataset:
                 try:
                     splits[split].append(Window.from_mqdialog(row, split=split))
                 except (KeyError, TypeError, ValueError) as e:
-                    raise DataError(f"{f}, sample {i}: missing or bad field {e}; a sample needs "
-                                    "id, conversations, target_role, input_role, role_pair_id") from e
+                    raise DataError(f"{f}, sample {i}: missing or bad field {e}; a sample "
+                                    "needs id, conversations, target_role, input_role, "
+                                    "role_pair_id") from e
     every = splits["train"] + splits["val"] + splits["test"]
     if not every:
         raise DataError(f"{root}: no *_train.json / *_dev.json files in its querier subfolders")

@@ -39,7 +39,9 @@ class BuildConfig:
     session_gap_hours: float = 3.0  # chats: a new session after a longer silence
 
     def min_utt(self, source: str) -> int:
-        return self.min_utterances if self.min_utterances is not None else MIN_UTTERANCES.get(source, 50)
+        if self.min_utterances is not None:
+            return self.min_utterances
+        return MIN_UTTERANCES.get(source, 50)
 
     def min_seg(self, source: str) -> int:
         return self.min_segments if self.min_segments is not None else MIN_SEGMENTS.get(source, 20)
@@ -248,8 +250,9 @@ def build_from_show(show: Show, responder: str | None = None,
     splits = {"train": [], "val": [], "test": []}
     n_segments = Counter()
     for pid, q in enumerate(queriers, start=1):
-        train_val, test = _split(segs[q], cfg.seed, f"{src}/{responder}/{q}/test", cfg.test_fraction)
-        train, val = _split(train_val, cfg.seed, f"{src}/{responder}/{q}/val", cfg.val_fraction)
+        salt = f"{src}/{responder}/{q}"
+        train_val, test = _split(segs[q], cfg.seed, f"{salt}/test", cfg.test_fraction)
+        train, val = _split(train_val, cfg.seed, f"{salt}/val", cfg.val_fraction)
         for name, part in (("train", train), ("val", val), ("test", test)):
             n_segments[name] += len(part)
             wins = []
@@ -287,7 +290,8 @@ def build_from_show(show: Show, responder: str | None = None,
 def build_dataset(source: str, responder: str | None = None, root: str | os.PathLike | None = None,
                   config: BuildConfig = BuildConfig()) -> Dataset:
     """Build one responder's dataset from the raw files under ``root`` (default
-    ``$QLEARN_DATA_ROOT``). ``responder=None`` is allowed for "chitchat" (the most active sender)."""
+    ``$QLEARN_DATA_ROOT``). ``responder=None`` is allowed for "chitchat" (the most active
+    sender)."""
     show = read_show(source, root, config.session_gap_hours)
     return build_from_show(show, responder, config)
 

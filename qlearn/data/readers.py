@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .types import Turn
 
-GROUP = "(several)"  # a line spoken by several named people at once: a third speaker, never a querier
+# a line spoken by several named people at once: a third speaker, never a querier
+GROUP = "(several)"
 
 
 class DataError(ValueError):
@@ -148,7 +149,8 @@ def read_bigbang(folder: Path) -> Show:
     if not files:
         raise DataError(f"bigbang: no <season>_<episode>.txt files in {folder / 'raw_corpus'}")
     for path in files:
-        ep, n, turns = f"s{int(path.stem.split('_')[0]):02d}e{int(path.stem.split('_')[1]):02d}", 0, []
+        season, episode = (int(x) for x in path.stem.split("_"))
+        ep, n, turns = f"s{season:02d}e{episode:02d}", 0, []
         for line in _read_text(path).splitlines():
             line = line.strip()
             if not line:
@@ -233,7 +235,8 @@ SWORDSMAN_ALIASES = {
     "小六": "燕小六", "六": "燕小六", "燕": "燕小六",
     "无双": "祝无双", "双": "祝无双", "祝": "祝无双",
     "老邢": "邢捕头", "邢": "邢捕头", "刑捕头": "邢捕头",
-    "包大人": "包大仁", "包": "包大仁", "蕙兰": "杨蕙兰", "杨": "杨蕙兰", "众": "众人", "大家": "众人",
+    "包大人": "包大仁", "包": "包大仁", "蕙兰": "杨蕙兰", "杨": "杨蕙兰",
+    "众": "众人", "大家": "众人",
     "吕轻候": "吕秀才", "邢育森": "邢捕头", "姬": "姬无命", "赛": "赛掌柜",
 }
 _ZH_EPISODE = re.compile(r"^第[一二三四五六七八九十百零〇\d]+回")

@@ -19,15 +19,17 @@ def stats_rows(datasets) -> list[dict]:
         s = ds.stats
         row = {k: s.get(k) for k, _ in COLUMNS if k != "dropped_lines"}
         row["source"], row["responder"] = ds.source, ds.responder
+        later = ("window", "train window", "near-duplicate seg")  # not lines: segments/windows
         row["dropped_lines"] = sum(v for k, v in s.get("dropped", {}).items()
-                                   if not k.startswith(("window", "train window", "near-duplicate seg")))
+                                   if not k.startswith(later))
         rows.append(row)
     return rows
 
 
 def to_markdown(rows: list[dict]) -> str:
     head = "| " + " | ".join(h for _, h in COLUMNS) + " |"
-    sep = "|" + "|".join("---" if k in ("source", "responder") else "---:" for k, _ in COLUMNS) + "|"
+    sep = "|" + "|".join("---" if k in ("source", "responder") else "---:"
+                         for k, _ in COLUMNS) + "|"
     body = ["| " + " | ".join(str(r[k]) for k, _ in COLUMNS) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
