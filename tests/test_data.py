@@ -46,6 +46,9 @@ def test_ids_are_unique_and_splits_share_no_segment(datasets):
 
 def test_querier_counts_match_mqdialog(datasets):
     got = {r: len(ds.queriers) for (_, r), ds in datasets.items()}
+    assert {s: ds.lang for (s, _), ds in datasets.items()} == {
+        "friends": "en", "bigbang": "en", "modernfamily": "en", "swordsman": "zh", "palace": "zh",
+        "chitchat": "en"}
     for responder, least in MIN_QUERIERS.items():
         assert got[responder] >= least, (responder, got[responder])
     for ds in datasets.values():  # every querier really has data on both sides of the split

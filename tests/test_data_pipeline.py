@@ -67,6 +67,7 @@ def test_loader_reads_the_published_layout_without_qlearn_files(tmp_path):
         f.unlink()
     back = load_mqdialog(tmp_path)
     assert back.responder == "Sam" and back.queriers == a.queriers and back.val == []
+    assert back.source == tmp_path.name and back.lang == "en"
     assert back.test == a.test
 
 

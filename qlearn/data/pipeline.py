@@ -60,6 +60,15 @@ class Dataset:
     stats: dict = field(default_factory=dict)
 
     @property
+    def lang(self) -> str:
+        """"zh" for the Chinese dramas (and any data mostly in CJK script), else "en"."""
+        if self.source in ("swordsman", "palace"):
+            return "zh"
+        text = "".join(t.text for w in (self.test or self.train)[:50] for t in w.turns)
+        cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in text)
+        return "zh" if cjk > 0.3 * max(len(text), 1) else "en"
+
+    @property
     def splits(self) -> dict[str, list[Window]]:
         return {"train": self.train, "val": self.val, "test": self.test}
 
