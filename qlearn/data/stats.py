@@ -19,7 +19,8 @@ def stats_rows(datasets) -> list[dict]:
         s = ds.stats
         row = {k: s.get(k) for k, _ in COLUMNS if k != "dropped_lines"}
         row["source"], row["responder"] = ds.source, ds.responder
-        later = ("window", "train window", "near-duplicate seg")  # not lines: segments/windows
+        # not lines: segments and windows, and chats the responder is not in (chitchat)
+        later = ("window", "train window", "near-duplicate seg", "chat without")
         row["dropped_lines"] = sum(v for k, v in s.get("dropped", {}).items()
                                    if not k.startswith(later))
         rows.append(row)
