@@ -152,3 +152,17 @@ def test_builds_are_identical_across_processes(data_root):
         assert res.returncode == 0, res.stderr
         digests.add(res.stdout.strip())
     assert len(digests) == 1
+
+
+def test_statistics_table_markdown_and_csv(datasets, tmp_path):
+    import csv
+
+    from qlearn.data.stats import write_stats
+
+    md, cs = write_stats(list(datasets.values()), tmp_path)
+    rows = list(csv.DictReader(cs.open(encoding="utf-8")))
+    assert len(rows) == len(datasets) == 12
+    for row, ds in zip(rows, datasets.values()):
+        assert row["responder"] == ds.responder and int(row["queriers"]) == len(ds.queriers)
+        assert (int(row["train_windows"]), int(row["test_windows"])) == (len(ds.train), len(ds.test))
+        assert f"| {ds.source} | {ds.responder} | {len(ds.queriers)} |" in md.read_text("utf-8")
