@@ -8,7 +8,7 @@ from qlearn.evaluate.ablate import SYSTEMS, AblateConfig, ablate
 
 TINY_TRAIN = {"source": "synthetic", "base_model": "tiny", "max_steps": 2, "batch_size": 2,
               "grad_accum": 1, "save_steps": 1, "save_total_limit": None, "probe_windows": 0,
-              "gradient_checkpointing": False, "logging_steps": 1, "n_clusters": 2,
+              "gradient_checkpointing": False, "logging_steps": 1, "n_clusters": 2, "max_queriers": 2,
               "model": {"rank": 4, "lora_r": 4, "view_dim": 16, "memory_size": 8}}
 
 
@@ -37,13 +37,16 @@ def test_config_systems_sweeps_and_errors(tmp_path):
 @pytest.mark.slow
 def test_two_cell_grid_on_tiny_model(tmp_path):
     cfg = AblateConfig.from_dict({
-        "name": "tiny-grid", "systems": ["Zero-shot", "Ours"], "train": TINY_TRAIN,
+        "name": "tiny-grid", "systems": ["Zero-shot", "Ours", "Per-querier LoRA"], "train": TINY_TRAIN,
         "eval": {"n_test": 4, "n_val": 3, "max_new_tokens": 4},
         "output_dir": str(tmp_path / "results"), "work_dir": str(tmp_path / "work")})
     out = ablate(cfg, command="qlearn ablate --config tiny.yaml")
     rows = list(csv.DictReader(open(out / "table.csv", encoding="utf-8")))
-    assert list(rows[0])[0] == "system" and [r["system"] for r in rows] == ["Zero-shot", "Ours"]
+    assert list(rows[0])[0] == "system"
+    assert [r["system"] for r in rows] == ["Zero-shot", "Ours", "Per-querier LoRA"]
     assert all(r["n"] == "4" for r in rows)
+    adapters = sorted((tmp_path / "work" / "runs" / "per-querier-lora").glob("*/final"))
+    assert len(adapters) == 2  # one LoRA per querier kept (max_queriers: 2)
     ours = rows[1]
     assert ours["checkpoint"] in {"checkpoint-1", "final"} and ours["val_rougeL"] != ""
     assert (tmp_path / "work" / "runs" / "ours" / "checkpoint-1").is_dir()
@@ -66,3 +69,13 @@ def test_two_cell_grid_on_tiny_model(tmp_path):
     assert [r["system"] for r in rows] == ["ours", "Zero-shot"] and rows[1]["n"] == "3"
     with pytest.raises(SystemExit, match="qlearn evaluate: .*not a folder"):
         main(["evaluate", "--model", "tiny", "--data", str(tmp_path / "nowhere")])
+
+
+def test_per_querier_budget_is_shared_out():
+    from evaluate_toy import toy_dataset
+    from qlearn.evaluate.per_querier import steps_per_querier
+
+    ds = toy_dataset()
+    ds.train = ds.train + [w for w in ds.train if w.querier == "Ann"] * 2  # Ann: 24, Carl 8, Dee 8
+    assert steps_per_querier(ds.train, 40) == {"Ann": 24, "Carl": 8, "Dee": 8}
+    assert steps_per_querier(ds.train, 2) == {"Ann": 1, "Carl": 1, "Dee": 1}

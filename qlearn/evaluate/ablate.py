@@ -43,6 +43,7 @@ SYSTEMS = {
     "Ours (frozen views)": {"model.views_trainable": False},
     "Ours (zero init)": {"model.specific_init": "zero"},
 }
+PER_QUERIER = "Per-querier LoRA"  # one LoRA per querier on the same total budget (per_querier.py)
 PAPER_GRID = ["Zero-shot", "FT", "RPG", "Few-shot", "QCG", "Ours", "w/o low-rank", "w/o clustering",
               "w/o multi-view", "w/o contrastive"]
 
@@ -93,11 +94,12 @@ class AblateConfig:
                 cfg.custom.setdefault(f"Ours ({key}={v})", {key: v})
                 if f"Ours ({key}={v})" not in cfg.systems:
                     cfg.systems.append(f"Ours ({key}={v})")
-        known = set(PROMPT_BASELINES) | set(SYSTEMS) | set(cfg.custom)
+        known = set(PROMPT_BASELINES) | set(SYSTEMS) | set(cfg.custom) | {PER_QUERIER}
         unknown = [s for s in cfg.systems if s not in known]
         if unknown:
             raise ValueError(f"{where}: unknown system(s) {unknown}; built in: "
-                             f"{list(PROMPT_BASELINES) + list(SYSTEMS)}; define others under custom:")
+                             f"{list(PROMPT_BASELINES) + list(SYSTEMS) + [PER_QUERIER]}; define "
+                             "others under custom:")
         return cfg
 
     @classmethod
@@ -126,7 +128,7 @@ class AblateConfig:
         from ..train import TrainConfig
 
         d = copy.deepcopy(self.train)
-        for key, value in {**SYSTEMS, **self.custom}[system].items():
+        for key, value in {**SYSTEMS, PER_QUERIER: {}, **self.custom}[system].items():
             _set(d, key, value)
         d["output_dir"] = str(self.work / "runs" / slug(system))
         return TrainConfig.from_dict(d, where=f"system {system!r}")
@@ -251,6 +253,15 @@ class Grid:
             start = time.perf_counter()
             rec["predictions"] = baseline_replies(system, model, tok, self.test, self.ds.train,
                                                   embedder=self.embedder(), **self._gen())
+        elif system == PER_QUERIER:
+            from .per_querier import per_querier_replies, train_per_querier
+
+            tc = self.cfg.train_config(system)
+            start = time.perf_counter()
+            folders = train_per_querier(tc, self.ds, tc.output_dir)
+            rec["train_s"], rec["checkpoint"] = round(time.perf_counter() - start, 1), "final"
+            start = time.perf_counter()
+            rec["predictions"] = per_querier_replies(folders, tc, self.test, **self._gen())
         else:
             model, tok, rec = self._train_and_select(system, rec)
             start = time.perf_counter()
