@@ -1,0 +1,496 @@
+"""Training: ``L = L_LM + λ·L_QC`` on transformers' ``Trainer`` (method.md §5-6).
+
+``train(TrainConfig(...))`` or ``qlearn train --config configs/quick-cpu.yaml [--set k=v] [--resume]``:
+
+1. data: ``qlearn.data.build_dataset(source, responder, data_dir)`` (or the invented
+   ``source: synthetic``), queries clustered with ``qlearn.cluster.assign_clusters``
+   (``n_clusters: 1`` skips clustering);
+2. model: ``QuerierAwareLM.from_base(base, config.model)`` and a ``QuerierContrastiveLoss`` built
+   from the same ``QARConfig``;
+3. the querier-identifiability probe on held-out windows (before);
+4. ``Trainer`` (mixed precision, gradient accumulation and checkpointing, checkpoints and resume,
+   DDP/DeepSpeed under ``accelerate launch``/``torchrun``), logging ``metrics.jsonl``;
+5. ``<output_dir>/final/``: the model (``save_pretrained``) and the contrastive state; the probe
+   again (after); ``loss_curves.png``.
+
+Every checkpoint holds the trainable weights *and* the contrastive views and memories, so
+``--resume`` continues exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .contrastive import QuerierContrastiveLoss
+from .data.pipeline import BuildConfig
+from .model import WEIGHTS_FILE, QARConfig, QuerierAwareLM
+
+CONTRASTIVE_FILE = "contrastive.safetensors"
+METRICS_FILE = "metrics.jsonl"
+PROBE_FILE = "probe.json"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. The defaults are the official settings (method.md §6); YAML recipes in
+    ``configs/`` set every field. ``model`` is the :class:`QARConfig` (architecture + contrastive
+    settings), ``data`` the :class:`BuildConfig`."""
+
+    # data
+    source: str = "bigbang"  # friends, bigbang, modernfamily, swordsman, palace, chitchat, synthetic
+    responder: str | None = "Sheldon"
+    data_dir: str | None = None  # transcripts root; None = $QLEARN_DATA_ROOT
+    data: BuildConfig = field(default_factory=BuildConfig)
+    n_clusters: int | None = None  # None = the paper's k for the responder; 1 = no clustering
+    max_queriers: int | None = None  # keep only the most frequent queriers (quick runs)
+    max_train_windows: int | None = None  # a seeded subset of the training windows (quick runs)
+    max_eval_windows: int | None = None  # a seeded subset of val and of test (quick runs)
+    cluster_batches: bool = False  # True: every batch from one cluster (official: random)
+    max_length: int = 592
+    # model
+    base_model: str = "smollm2-135m"  # short name, hub id or folder
+    model: QARConfig = field(default_factory=QARConfig)
+    # optimisation
+    output_dir: str = "runs/train"
+    epochs: float = 20
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 4  # per device
+    grad_accum: int = 8
+    lr: float = 2e-4
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    max_grad_norm: float = 1.0
+    warmup: float = 0.01  # < 1: share of the steps; >= 1: steps
+    lr_schedule: str = "constant_with_warmup"  # any transformers scheduler name, e.g. "cosine"
+    precision: str = "auto"  # auto (bf16 if supported, else fp16 on a GPU; fp32 on CPU), fp32, fp16, bf16
+    gradient_checkpointing: bool = True
+    logging_steps: int = 10
+    save_steps: int | None = None  # None = a checkpoint every epoch (official)
+    save_total_limit: int | None = 2
+    seed: int = 42
+    # querier-identifiability probe (k-NN on held-out windows); 0 windows = no probe
+    probe_windows: int = 200
+    probe_k: int = 5
+    trainer_args: dict = field(default_factory=dict)  # other TrainingArguments, e.g. deepspeed: ds.json
+
+    # ---- YAML ----------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+        for key, kind in (("model", QARConfig), ("data", BuildConfig)):
+            if isinstance(d.get(key), dict):
+                sub = d[key]
+                bad = sorted(set(sub) - {f.name for f in dataclasses.fields(kind)})
+                if bad:
+                    raise ValueError(f"{where}: unknown {key}.{bad[0]} (valid {key} fields: "
+                                     f"{sorted(f.name for f in dataclasses.fields(kind))})")
+                d[key] = QARConfig.from_dict(sub) if kind is QARConfig else kind(**sub)
+        if "adam_betas" in d:
+            d["adam_betas"] = tuple(d["adam_betas"])
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model"] = self.model.to_dict()
+        d["data"] = dataclasses.asdict(self.data)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+    @classmethod
+    def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "TrainConfig":
+        import yaml
+
+        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"--set {item!r}: write key=value, e.g. --set output_dir=runs/x "
+                                 "or --set model.rank=16")
+            key, value = item.split("=", 1)
+            node = d
+            *parents, leaf = key.strip().split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = yaml.safe_load(value)
+        return cls.from_dict(d, where=str(path))
+
+    def to_yaml(self, path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True),
+                              encoding="utf-8")
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: use one of {PRECISIONS}")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ValueError(f"n_clusters={self.n_clusters}: use >= 1 (1 = no clustering) or null")
+
+
+# ---- data ------------------------------------------------------------------------------------
+def load_data(cfg: TrainConfig):
+    """The responder's ``Dataset`` with ``cluster_id`` on every window and the number of clusters."""
+    from .data import build_dataset, synthetic_dataset
+
+    if cfg.source == "synthetic":
+        ds = synthetic_dataset(seed=cfg.data.seed)  # invented dialogues, its own BuildConfig
+    else:
+        ds = build_dataset(cfg.source, cfg.responder, root=cfg.data_dir, config=cfg.data)
+    if cfg.max_queriers is not None:
+        ds = keep_top_queriers(ds, cfg.max_queriers)
+    for split, n in (("train", cfg.max_train_windows), ("val", cfg.max_eval_windows),
+                     ("test", cfg.max_eval_windows)):
+        windows = getattr(ds, split)
+        if n is not None and len(windows) > n:
+            setattr(ds, split, random.Random(cfg.seed).sample(windows, n))
+    if cfg.n_clusters == 1:
+        for w in ds.train + ds.val + ds.test:
+            w.cluster_id = 0
+        return ds, 1
+    from .cluster import assign_clusters
+
+    clusterer = assign_clusters(ds, cfg.n_clusters)
+    return ds, clusterer.n_clusters
+
+
+def keep_top_queriers(ds, n: int):
+    """Keep the ``n`` queriers with the most training windows, renumbered 1..n by frequency."""
+    counts = {q: 0 for q in ds.queriers}
+    for w in ds.train:
+        counts[w.querier] += 1
+    kept = sorted(counts, key=lambda q: -counts[q])[:n]
+    index = {q: i + 1 for i, q in enumerate(kept)}
+
+    def split(ws):
+        return [dataclasses.replace(w, role_pair_id=index[w.querier]) for w in ws if w.querier in index]
+
+    ds = dataclasses.replace(ds, queriers=kept, train=split(ds.train), val=split(ds.val),
+                             test=split(ds.test))
+    ds.stats = {**ds.stats, "kept_queriers": kept, "max_queriers": n}
+    return ds
+
+
+def probe_sample(windows, n: int, seed: int = 0):
+    """Up to ``n`` windows, taken round-robin over queriers (so rare queriers are represented)."""
+    rng = random.Random(seed)
+    by_q: dict[int, list] = {}
+    for w in windows:
+        by_q.setdefault(w.querier_index, []).append(w)
+    for ws in by_q.values():
+        rng.shuffle(ws)
+    out, depth = [], 0
+    while len(out) < n and any(depth < len(ws) for ws in by_q.values()):
+        out += [ws[depth] for _, ws in sorted(by_q.items()) if depth < len(ws)][: n - len(out)]
+        depth += 1
+    return out
+
+
+# ---- the querier-identifiability probe ---------------------------------------------------------
+@torch.no_grad()
+def querier_representations(model: QuerierAwareLM, collator, windows, batch_size: int = 8,
+                            progress: bool = True) -> np.ndarray:
+    """Pooled ``querier_repr`` of each window (teacher-forced, as in training): ``[n, d]``."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    device = next(p for p in model.parameters() if p.requires_grad).device
+    reps = []
+    for i in tqdm(range(0, len(windows), batch_size), desc="probe", disable=not progress,
+                  leave=False):
+        b = collator(windows[i:i + batch_size])
+        out = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                    responder_mask=b["responder_mask"].to(device))
+        reps.append(out.querier_repr.float().cpu())
+    model.train(was_training)
+    return torch.cat(reps).nan_to_num().numpy()
+
+
+def knn_probe(reps: np.ndarray, labels: Sequence[int], k: int = 5) -> dict:
+    """Leave-one-out k-NN accuracy (cosine) of "which querier asked?", with the majority baseline."""
+    from sklearn.model_selection import LeaveOneOut, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+
+    y = np.asarray(labels)
+    k = min(k, len(y) - 1)
+    pred = cross_val_predict(KNeighborsClassifier(n_neighbors=k, metric="cosine"), reps, y,
+                             cv=LeaveOneOut())
+    return {"accuracy": float((pred == y).mean()), "chance": float(np.bincount(y).max() / len(y)),
+            "n_windows": int(len(y)), "n_queriers": int(len(set(y.tolist()))), "k": int(k)}
+
+
+def querier_probe(model, collator, windows, k: int = 5) -> dict:
+    reps = querier_representations(model, collator, windows)
+    return knn_probe(reps, [w.querier_index for w in windows], k)
+
+
+# ---- the module Trainer trains -----------------------------------------------------------------
+class QARTrainingModule(nn.Module):
+    """The model and the contrastive loss together, so that optimizer, DDP, mixed precision and
+    gradient clipping see both. ``forward(**batch)`` returns ``loss, loss_lm, loss_qc``."""
+
+    def __init__(self, model: QuerierAwareLM, contrastive: QuerierContrastiveLoss | None):
+        super().__init__()
+        self.model, self.contrastive = model, contrastive
+        self.qc_weight = model.config.qc_weight
+
+    def forward(self, input_ids, attention_mask, labels, responder_mask, querier, cluster):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                         responder_mask=responder_mask)
+        if self.contrastive is None or out.querier_repr is None:  # the FT baseline: no specific stream
+            loss_qc = out.loss.new_zeros(())
+        elif self.qc_weight == 0:  # "w/o contrastive": still measured (and memories written)
+            with torch.no_grad():
+                loss_qc = self.contrastive(out.querier_repr, querier, cluster)
+        else:
+            loss_qc = self.contrastive(out.querier_repr, querier, cluster)
+        loss = out.loss + self.qc_weight * loss_qc
+        return {"loss": loss, "loss_lm": out.loss.detach(), "loss_qc": loss_qc.detach()}
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+        self.model.activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
+
+    def save(self, out_dir) -> Path:
+        """``save_pretrained`` of the model plus the contrastive views and memories."""
+        from safetensors.torch import save_file
+
+        out = self.model.save_pretrained(out_dir)
+        if self.contrastive is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.contrastive.state_dict().items()}
+            save_file(state, str(Path(out) / CONTRASTIVE_FILE), metadata={"format": "pt"})
+        return Path(out)
+
+    def load(self, folder) -> None:
+        """Load what :meth:`save` wrote into this (identically configured) module, in place."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        missing = sorted(set(params) - set(tensors))
+        if missing:
+            raise ValueError(f"{folder / WEIGHTS_FILE} lacks {missing[:3]}: it was saved from a "
+                             "differently configured model")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(tensors[name])
+        if self.contrastive is not None:
+            state = load_file(str(folder / CONTRASTIVE_FILE), device=str(self.contrastive.memory.device))
+            self.contrastive.load_state_dict(state)
+
+
+def _trainer_class():
+    from transformers import Trainer, TrainerCallback
+
+    class QARTrainer(Trainer):
+        """``compute_loss = L_LM + λ·L_QC``; checkpoints hold the contrastive state too."""
+
+        def __init__(self, *args, cluster_sampler=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cluster_sampler = cluster_sampler
+            self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = model(**inputs)
+            self._sums["loss_lm"] += out["loss_lm"]
+            self._sums["loss_qc"] += out["loss_qc"]
+            self._sums["n"] += 1
+            return (out["loss"], out) if return_outputs else out["loss"]
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs and self._sums["n"]:
+                n = self._sums["n"]
+                for key in ("loss_lm", "loss_qc"):
+                    mean = torch.as_tensor(self._sums[key] / n, device=self.args.device).float()
+                    logs[key] = round(self.accelerator.reduce(mean, "mean").item(), 6)
+                self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
+            super().log(logs, start_time)
+
+        def get_train_dataloader(self):
+            if self.cluster_sampler is None:
+                return super().get_train_dataloader()
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(self.train_dataset, batch_sampler=self.cluster_sampler,
+                                collate_fn=self.data_collator,
+                                num_workers=self.args.dataloader_num_workers)
+            return self.accelerator.prepare(loader)
+
+        def _save(self, output_dir=None, state_dict=None):
+            if not self.args.should_save:
+                return
+            output_dir = output_dir or self.args.output_dir
+            self.accelerator.unwrap_model(self.model).save(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            self.accelerator.unwrap_model(model or self.model).load(resume_from_checkpoint)
+
+    class MetricsLogger(TrainerCallback):
+        """One JSON object per logging step: step, loss, loss_lm, loss_qc, lr, epoch, grad_norm."""
+
+        def __init__(self, path: Path):
+            self.path = path
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            row = {"step": state.global_step, "loss": logs.get("loss"), "loss_lm": logs.get("loss_lm"),
+                   "loss_qc": logs.get("loss_qc"), "lr": logs.get("learning_rate"),
+                   "epoch": logs.get("epoch"), "grad_norm": logs.get("grad_norm"),
+                   "time": round(time.time(), 1)}
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    return QARTrainer, MetricsLogger
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None):
+    """``(QARTrainingModule, tokenizer)``: the base loaded in the training precision (trainable
+    weights stay fp32), wrapped by ``QuerierAwareLM``, plus the contrastive loss."""
+    from .assets import load_lm, tiny_lm
+
+    precision = _precision(cfg)
+    if cfg.base_model == "tiny":  # the random 2-layer Llama of the tests
+        base, tokenizer = tiny_lm(seed=cfg.seed)
+        base = base.to(device or "cpu")
+    else:
+        base, tokenizer = load_lm(cfg.base_model, dtype="fp32" if precision == "fp32" else precision,
+                                  device=None if device is None else str(device))
+    torch.manual_seed(cfg.seed)
+    model = QuerierAwareLM.from_base(base, cfg.model)
+    m = cfg.model
+    qc = None
+    if m.specific:
+        qc = QuerierContrastiveLoss(
+            dim=base.config.hidden_size, n_queriers=n_queriers, n_clusters=n_clusters,
+            n_views=m.n_views, view_dim=m.view_dim, memory_size=m.memory_size,
+            temperature=m.temperature, clip=m.qc_clip, views_trainable=m.views_trainable,
+            init_std=getattr(base.config, "initializer_range", 0.02)).to(model.device)
+    return QARTrainingModule(model, qc), tokenizer
+
+
+def _training_arguments(cfg: TrainConfig, precision: str):
+    from transformers import TrainingArguments
+
+    kwargs = dict(
+        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr, adam_beta1=cfg.adam_betas[0], adam_beta2=cfg.adam_betas[1],
+        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, warmup_steps=cfg.warmup,
+        lr_scheduler_type=cfg.lr_schedule, fp16=precision == "fp16", bf16=precision == "bf16",
+        activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
+        save_strategy="epoch" if cfg.save_steps is None else "steps",
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, remove_unused_columns=False,
+        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+    )
+    if cfg.save_steps is not None:
+        kwargs["save_steps"] = cfg.save_steps
+    kwargs.update(cfg.trainer_args)
+    return TrainingArguments(**kwargs)
+
+
+def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path:
+    """Run one training; returns the run folder (``config.output_dir``). ``resume=True`` continues
+    from the last checkpoint there (weights, optimizer, scheduler, RNG, contrastive memories)."""
+    from transformers import set_seed
+
+    from .collate import ClusterBatchSampler, Collator
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
+    run = Path(cfg.output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    set_seed(cfg.seed)
+    args = _training_arguments(cfg, _precision(cfg))  # sets up DDP under torchrun/accelerate
+    ds, n_clusters = load_data(cfg)
+    module, tokenizer = build_model(cfg, len(ds.queriers), n_clusters, device=args.device)
+    collator = Collator(tokenizer, max_length=cfg.max_length)
+    main = args.process_index == 0
+    if main:
+        cfg.to_yaml(run / "train_config.yaml")
+        (run / "data.json").write_text(json.dumps(
+            {"source": ds.source, "responder": ds.responder, "queriers": ds.queriers,
+             "n_clusters": n_clusters, "train": len(ds.train), "val": len(ds.val),
+             "test": len(ds.test), "stats": ds.stats}, indent=2, default=str, ensure_ascii=False))
+    probe_set = probe_sample(ds.test, cfg.probe_windows, seed=cfg.seed) if cfg.probe_windows else []
+    probe = _read_json(run / PROBE_FILE) if resume else {}
+    if probe_set and "before" not in probe and module.contrastive is not None:
+        probe["before"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
+        print(f"qlearn train: probe before training: {probe['before']}")
+    if not resume and main:
+        (run / METRICS_FILE).unlink(missing_ok=True)
+
+    QARTrainer, MetricsLogger = _trainer_class()
+    sampler = (ClusterBatchSampler([w.cluster_id for w in ds.train], cfg.batch_size, cfg.seed)
+               if cfg.cluster_batches else None)
+    trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,
+                         callbacks=[MetricsLogger(run / METRICS_FILE)], cluster_sampler=sampler)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=bool(resume) or None)
+    seconds = time.perf_counter() - start
+    if collator.stats["truncated_turns"] or collator.stats["truncated_tokens"]:
+        print(f"qlearn train: truncated windows: {collator.stats}")
+
+    if probe_set and module.contrastive is not None:
+        probe["after"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
+        print(f"qlearn train: probe after training: {probe['after']}")
+    if main:
+        module.save(run / "final")
+        probe["train_seconds"] = round(seconds, 1)
+        probe["collator"] = collator.stats
+        (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
+        if (run / METRICS_FILE).exists():
+            plot_metrics(run / METRICS_FILE, run / "loss_curves.png")
+    return run
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_metrics(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(metrics_path, out_png=None):
+    """L_LM, L_QC and the learning rate against the step; saved to ``out_png`` if given."""
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, title in zip(axes, ("loss_lm", "loss_qc", "lr"),
+                              ("L_LM (responder tokens)", "L_QC (querier contrast)", "learning rate")):
+        ax.plot(steps, [r.get(key) for r in rows], marker="o", ms=3)
+        ax.set_title(title)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if out_png is not None:
+        fig.savefig(out_png, dpi=120)
+        plt.close(fig)
+    return fig
