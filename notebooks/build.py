@@ -82,8 +82,6 @@ def build(src: Path) -> Path:
         cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell)(text)
         nb.cells.append(cell)
     for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i}"  # deterministic ids: rebuilding an unchanged source changes nothing
-    for i, cell in enumerate(nb.cells):
         cell["id"] = f"{name[:2]}-{i:03d}"  # stable ids: rebuilding an unchanged source changes nothing
     out = HERE / f"{name}.ipynb"
     nbformat.write(nb, out)
