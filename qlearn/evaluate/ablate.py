@@ -243,16 +243,19 @@ class Grid:
         """``{"predictions", "ids", "checkpoint", "val_rougeL", "train_s", "gen_s"}``, cached on disk."""
         path = self.cfg.work / "replies" / f"{slug(system)}.json"
         ids = [w.id for w in self.test]
+        key = self._key(system, ids)
         if path.exists():
             cached = json.loads(path.read_text(encoding="utf-8"))
-            if cached.get("ids") == ids:
+            if cached.get("key") == key:
                 return cached
-        rec = {"system": system, "ids": ids, "checkpoint": None, "val_rougeL": None, "train_s": 0.0}
+        rec = {"system": system, "key": key, "ids": ids, "checkpoint": None, "val_rougeL": None,
+               "train_s": 0.0}
         if system in PROMPT_BASELINES:
             model, tok = self.base()
             start = time.perf_counter()
+            emb = self.embedder() if system == "Few-shot" else None
             rec["predictions"] = baseline_replies(system, model, tok, self.test, self.ds.train,
-                                                  embedder=self.embedder(), **self._gen())
+                                                  embedder=emb, **self._gen())
         elif system == PER_QUERIER:
             from .per_querier import per_querier_replies, train_per_querier
 
@@ -270,6 +273,15 @@ class Grid:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
         return rec
+
+    def _key(self, system: str, ids: list) -> str:
+        """What a system's replies depend on: its recipe, the decoding settings, the windows."""
+        recipe = (self.cfg.train if system in PROMPT_BASELINES
+                  else self.cfg.train_config(system).to_dict())
+        ev = dataclasses.asdict(self.cfg.eval)
+        what = {"system": system, "recipe": recipe, "ids": ids,
+                "eval": {k: ev[k] for k in ("n_val", "select_on_val", "max_new_tokens", "do_sample", "seed")}}
+        return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
     def _train_and_select(self, system: str, rec: dict):
         from ..train import train
