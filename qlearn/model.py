@@ -139,7 +139,7 @@ class SwiGLU(nn.Module):
         return self.w_down(self.act(self.w_gate(y)) * self.w_up(y)).to(x.dtype)
 
 
-class _Streams:
+class Streams:
     """State shared by the hook and the wrapper modules: is the specific stream on?"""
 
     def __init__(self):
@@ -149,7 +149,7 @@ class _Streams:
 class DualMLP(nn.Module):
     """First half of the batch -> the pretrained MLP, second half -> the specific MLP."""
 
-    def __init__(self, general: nn.Module, specific: nn.Module, streams: _Streams):
+    def __init__(self, general: nn.Module, specific: nn.Module, streams: Streams):
         super().__init__()
         self.general, self.specific, self.streams = general, specific, streams
 
@@ -168,7 +168,7 @@ class DualNorm(nn.Module):
     wrapper's forward).
     """
 
-    def __init__(self, general: nn.Module, fusion: str, streams: _Streams, dtype):
+    def __init__(self, general: nn.Module, fusion: str, streams: Streams, dtype):
         super().__init__()
         self.general, self.fusion, self.streams = general, fusion, streams
         self.specific = copy.deepcopy(general).to(dtype)
@@ -203,7 +203,7 @@ def _check_supported(hf_model):
     return decoder
 
 
-def _double_batch_hook(streams: _Streams, names: list[str]):
+def _double_batch_hook(streams: Streams, names: list[str]):
     """A decoder pre-hook that turns every batch-B input into the stacked [x; x] of batch 2B."""
 
     def hook(module, args, kwargs):
@@ -247,7 +247,7 @@ class QuerierAwareLM(nn.Module):
         cfg = config or QARConfig()
         decoder = _check_supported(base_model)
         self.config = cfg
-        self.streams = _Streams()
+        self.streams = Streams()
         self.norm_role_proj = None
         dtype, hf_cfg = _trainable_dtype(base_model), base_model.config
         if cfg.specific:
