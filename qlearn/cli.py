@@ -210,6 +210,8 @@ def _add_evaluate(sub):
     p.add_argument("--out", default=None, help="output folder (default: runs/evaluate/<model>)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--sample", action="store_true", help="sample (temperature 0.7, top-p 0.9) "
+                   "instead of greedy decoding")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -220,7 +222,8 @@ def _run_evaluate(args):
     try:
         evaluate_run(args.model, args.data, out=args.out, split=args.split, n=args.n,
                      baselines=baselines, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                     batch_size=args.batch_size, command="qlearn " + " ".join(sys.argv[1:]))
+                     batch_size=args.batch_size, do_sample=args.sample,
+                     command="qlearn " + " ".join(sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"qlearn evaluate: {e}")
 

@@ -440,7 +440,7 @@ def ablate(config: AblateConfig | str, overrides: Sequence[str] = (), command: s
 
 def evaluate_run(model: str, data, out=None, split: str = "test", n: int | None = None,
                  baselines: Sequence[str] = (), seed: int = 0, max_new_tokens: int = 64,
-                 batch_size: int = 8, command: str | None = None) -> Path:
+                 batch_size: int = 8, do_sample: bool = False, command: str | None = None) -> Path:
     """``qlearn evaluate``: score one model (a ``qlearn train`` run folder, or a base model name =
     Zero-shot) on a dataset (an MQDialog folder or a Dataset), optionally beside prompting
     baselines on the same windows; writes table.md / table.csv / rougeL.png to ``out``."""
@@ -456,7 +456,7 @@ def evaluate_run(model: str, data, out=None, split: str = "test", n: int | None 
     if not windows:
         raise ValueError(f"the dataset has no {split} windows")
     lang = guess_lang(w.reply for w in windows)
-    gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample)
     folder = Path(model)
     trained = folder.is_dir() and any((folder / p / CONFIG_FILE).exists() for p in ("", "final"))
     preds, base, seed_lm = {}, None, 42
