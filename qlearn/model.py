@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,7 +270,9 @@ class QuerierAwareLM(nn.Module):
 
             lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                               target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
-            self.base = get_peft_model(base_model, lora)  # freezes all but LoRA
+            with warnings.catch_warnings():  # peft asks the deprecated is_gradient_checkpointing
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                self.base = get_peft_model(base_model, lora)  # freezes all but LoRA
         else:
             self.base = base_model.requires_grad_(False)
         for p in self._new_parameters():

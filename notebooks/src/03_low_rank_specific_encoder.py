@@ -152,7 +152,10 @@ print("specific half equals the low-rank MLP:", torch.equal(out[2:], low(x)))
 
 # %%
 dual_model = QuerierAwareLM.from_base(copy.deepcopy(base), QARConfig(rank=64, fusion="mean")).eval()
-print(dual_model.hf.model.layers[0].mlp)
+mlp0 = dual_model.hf.model.layers[0].mlp
+print(type(mlp0).__name__, "-> general:", type(mlp0.general).__name__, "with LoRA on",
+      [n for n, _ in mlp0.general.named_children() if n.endswith("proj")])
+print("            specific:", mlp0.specific)
 print(dual_model.hf.model.norm)
 
 # %% [markdown]
