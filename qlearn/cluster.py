@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .assets import MINILM, MINILM_HUB, cache_dir
@@ -67,11 +68,12 @@ class EmbeddingCache:
     """
 
     def __init__(self, model=MINILM, folder: str | os.PathLike | None = None, batch_size: int = 128,
-                 progress: bool = True):
+                 chunk: int = 2048, progress: bool = True):
         self.model = model
         self.folder_arg = folder
         self.folder = Path(folder) if folder is not None else cache_dir() / "embeddings"
         self.batch_size = batch_size
+        self.chunk = chunk  # texts embedded between two saves: an interrupted run keeps its work
         self.progress = progress
         self.hits = self.misses = 0
         self._encoder = None if isinstance(model, str) else model
@@ -87,8 +89,8 @@ class EmbeddingCache:
 
     @property
     def path(self) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_id).strip("_")[-80:]
-        return self.folder / f"{slug}.npz"
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_id).strip("_")[-60:]
+        return self.folder / f"{slug}-{hashlib.sha1(self.model_id.encode()).hexdigest()[:8]}.npz"
 
     def _load(self) -> dict[str, np.ndarray]:
         if not self.path.exists():
@@ -117,14 +119,19 @@ class EmbeddingCache:
         table = self._load()
         missing = list(dict.fromkeys(k for k in keys if k not in table))
         self.misses, self.hits = len(missing), len(set(keys)) - len(missing)
-        if missing:
-            by_key = dict(zip(keys, texts))
-            vecs = self.encoder().encode([by_key[k] for k in missing], batch_size=self.batch_size,
+        by_key = dict(zip(keys, texts))
+        bar = tqdm(total=len(missing), desc=f"embedding ({self.model_id})", unit="text",
+                   disable=not self.progress or len(missing) < 256)
+        for start in range(0, len(missing), self.chunk):
+            part = missing[start:start + self.chunk]
+            vecs = self.encoder().encode([by_key[k] for k in part], batch_size=self.batch_size,
                                          normalize_embeddings=True, convert_to_numpy=True,
-                                         show_progress_bar=self.progress and len(missing) > 256)
-            new = dict(zip(missing, vecs.astype(np.float32)))
+                                         show_progress_bar=False)
+            new = dict(zip(part, vecs.astype(np.float32)))
             table.update(new)
             self._save(new)
+            bar.update(len(part))
+        bar.close()
         return np.stack([table[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
 
 
@@ -139,8 +146,14 @@ def spherical_kmeans(X: np.ndarray, n_clusters: int, random_state=0, n_init: int
     Each of ``n_init`` starts is scikit-learn's k-means++ seeding; Lloyd steps assign every point
     to its most similar center and re-normalize the means. The start with the highest total
     similarity wins. The returned labels are exactly ``argmax(X @ centers.T)``, so
-    :meth:`QueryClusterer.predict` reproduces them.
+    :meth:`QueryClusterer.predict` reproduces them. BLAS runs single-threaded here: the products
+    are small, and threads that spin-wait made them 25x slower on a busy 2-core machine.
     """
+    with threadpool_limits(1):
+        return _spherical_kmeans(X, n_clusters, random_state, n_init, max_iter)
+
+
+def _spherical_kmeans(X, n_clusters, random_state, n_init, max_iter):
     from sklearn.cluster import kmeans_plusplus
     from sklearn.utils import check_random_state
 
@@ -301,8 +314,9 @@ def k_selection(clusterer: QueryClusterer, windows, ks=range(2, 16), sample_size
     ks = [k for k in ks if 2 <= k < len(windows)]
     for k in tqdm(ks, desc="k-selection", disable=len(ks) < 4):
         labels, _ = spherical_kmeans(emb, k, clusterer.random_state)
-        sil = silhouette_score(emb, labels, metric="cosine", random_state=clusterer.random_state,
-                               sample_size=min(sample_size, len(emb)))
+        with threadpool_limits(1):
+            sil = silhouette_score(emb, labels, metric="cosine", random_state=clusterer.random_state,
+                                   sample_size=min(sample_size, len(emb)))
         per = [[q for q, l in zip(queriers, labels) if l == c] for c in range(k)]
         sizes = np.array([len(p) for p in per])
         mixes = np.array([querier_mix(p, n_q) for p in per])
@@ -319,25 +333,35 @@ def _is_cjk(texts: list[str]) -> bool:
     return cjk > 0.3 * max(1, sum(not ch.isspace() for ch in sample))
 
 
+# Fragments of contractions and fillers that TF-IDF would otherwise rank first in dialogue.
+FILLERS = ("don didn doesn isn wasn aren weren couldn wouldn shouldn won ve ll re oh okay ok yeah "
+           "yes hey um uh uhm just gonna wanna like know really right well").split()
+
+
 def top_terms(texts: list[str], labels, n_terms: int = 8) -> dict[int, list[str]]:
-    """Per cluster, the terms with the highest mean TF-IDF (words; character bigrams for Chinese)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """Per cluster, the terms whose mean TF-IDF most exceeds the corpus mean (what sets it apart).
+
+    Words (English stop words and dialogue fillers removed); character bigrams for Chinese.
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
     labels = np.asarray(labels)
     if _is_cjk(texts):
         vec = TfidfVectorizer(analyzer="char", ngram_range=(2, 2), min_df=2)
     else:
-        vec = TfidfVectorizer(stop_words="english", min_df=2, token_pattern=r"(?u)\b[a-zA-Z]{2,}\b")
+        vec = TfidfVectorizer(stop_words=sorted(ENGLISH_STOP_WORDS.union(FILLERS)), min_df=2,
+                              token_pattern=r"(?u)\b[a-zA-Z]{2,}\b")
     try:
         M = vec.fit_transform(texts)
     except ValueError:  # every term filtered out (tiny or stop-word-only data)
         return {int(c): [] for c in np.unique(labels)}
     vocab = np.array(vec.get_feature_names_out())
+    overall = np.asarray(M.mean(axis=0)).ravel()
     out = {}
     for c in np.unique(labels):
-        mean = np.asarray(M[labels == c].mean(axis=0)).ravel()
-        top = np.argsort(-mean)[:n_terms]
-        out[int(c)] = [str(vocab[i]) for i in top if mean[i] > 0]
+        lift = np.asarray(M[labels == c].mean(axis=0)).ravel() - overall
+        top = np.argsort(-lift)[:n_terms]
+        out[int(c)] = [str(vocab[i]) for i in top if lift[i] > 0]
     return out
 
 
