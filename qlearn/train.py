@@ -440,7 +440,9 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     probe = _read_json(run / PROBE_FILE) if resume else {}
     if probe_set and "before" not in probe and module.contrastive is not None:
         probe["before"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
-        print(f"qlearn train: probe before training: {probe['before']}")
+        if main:  # kept for a resumed run
+            print(f"qlearn train: probe before training: {probe['before']}")
+            (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
     if not resume and main:
         (run / METRICS_FILE).unlink(missing_ok=True)
 
@@ -457,8 +459,9 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
 
     if probe_set and module.contrastive is not None:
         probe["after"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
-        print(f"qlearn train: probe after training: {probe['after']}")
     if main:
+        if "after" in probe:
+            print(f"qlearn train: probe after training: {probe['after']}")
         module.save(run / "final")
         probe["train_seconds"] = round(seconds, 1)
         probe["collator"] = collator.stats
