@@ -352,8 +352,10 @@ print(f"effective rank: pretrained {effective_rank(s_pre):.0f} of {min(pre.shape
 # plt.legend(); plt.show()
 # print(effective_rank(before), effective_rank(after))
 # ```
-# The loss falls quickly (the specific stream learns to be a useful second opinion), and the spectrum
-# tilts: a few directions grow, the effective rank drops below k.
+# The loss falls quickly (7.4 → 3.6 on SmolLM2 in 20 steps): the specific stream learns to be a
+# useful second opinion. The spectrum barely moves yet (effective rank 63 → 61): 20 steps on one
+# paragraph change the loss long before they give the matrix a structure. Try 200 steps, or look at a
+# `w_down` from a trained run of notebook 04.
 # </details>
 
 # %% [markdown]
@@ -374,10 +376,12 @@ print(f"effective rank: pretrained {effective_rank(s_pre):.0f} of {min(pre.shape
 #         m = QuerierAwareLM.from_base(copy.deepcopy(base), QARConfig(fusion=fusion)).eval()
 #         print(fusion, m(**enc).logits.std(-1).mean().item())
 # ```
-# `sum` roughly doubles the scale of the hidden state that reaches the LM head, which acts like
-# dividing the softmax temperature by two: the model becomes over-confident. `mean` keeps the scale of
-# one normalised stream; `residual` starts exactly at the base model and lets training decide how much
-# of the specific stream to mix in.
+# On SmolLM2: base 3.5, `mean` 2.5, `sum` 5.0, `residual` 3.5. `sum` adds two normalised vectors,
+# which acts like lowering the softmax temperature: over-confident logits. `mean` halves that sum; as
+# the two untrained streams point in different directions, their average is *shorter* than either, so
+# the logits flatten. The paper averages to keep the scale of one stream once the streams agree;
+# `residual` starts exactly at the base model and lets training decide how much of the specific
+# stream to mix in.
 # </details>
 
 # %% [markdown]
