@@ -407,6 +407,9 @@ def _training_arguments(cfg: TrainConfig, precision: str):
         save_strategy="epoch" if cfg.save_steps is None else "steps",
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, remove_unused_columns=False,
         report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        # the memories are identical on every rank (all-gathered writes): no need for DDP to
+        # broadcast these large buffers from rank 0 before every forward
+        ddp_broadcast_buffers=False,
     )
     if cfg.save_steps is not None:
         kwargs["save_steps"] = cfg.save_steps
