@@ -22,8 +22,9 @@ setup: $(BIN)/qlearn
 demo: setup
 	$(BIN)/qlearn demo --out runs/demo
 
+# The test suite, then every notebook top to bottom in quick mode (real execution, no outputs kept).
 test: setup
-	$(BIN)/python -m pytest -q tests
+	QLEARN_QUICK=1 $(BIN)/python -m pytest -q tests --nbmake --nbmake-timeout=900 notebooks/[0-9][0-9]_*.ipynb
 
 clean:
 	rm -rf $(VENV) runs
