@@ -31,7 +31,7 @@ INSTALL = """\
 import os, sys
 if "google.colab" in sys.modules and not os.path.exists("qlearn-src"):
     !git clone -q https://github.com/{slug} qlearn-src
-    !pip install -q -e qlearn-src
+    !pip install -q -e "qlearn-src[offline]"
     sys.path.insert(0, "qlearn-src")"""
 
 PARAMETERS = """\
