@@ -198,7 +198,7 @@ def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="generate replies for test windows and score them",
                        description="Greedy replies (<= 64 new tokens) for the windows of a dataset "
                        "in the MQDialog layout, scored with ROUGE-L (rouge-score with Chinese per "
-                       "character, and the paper's rouge 1.0.x variant), BLEU and distinct-n with 95%% "
+                       "character, and the paper's rouge 1.0.x variant), BLEU and distinct-n with 95% "
                        "bootstrap CIs. Writes table.md, table.csv and rougeL.png to --out.")
     p.add_argument("--model", required=True, help="a `qlearn train` run folder (or its final/ or a "
                    "checkpoint), or a base model name / hub id / folder (= Zero-shot)")
