@@ -159,7 +159,7 @@ def _ddp_worker(rank, world, init_file, out_dir):
         def forward(self, x, y, c):
             return self.qc(self.encoder(x), y, c)
 
-    net = DDP(Net())
+    net = DDP(Net(), broadcast_buffers=False)  # memories must agree by all-gather alone
     opt = torch.optim.SGD(net.parameters(), lr=0.5)
     for x, y, c in _ddp_data(rank):
         opt.zero_grad()
