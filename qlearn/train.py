@@ -159,6 +159,7 @@ def load_data(cfg: TrainConfig):
         windows = getattr(ds, split)
         if n is not None and len(windows) > n:
             setattr(ds, split, random.Random(cfg.seed).sample(windows, n))
+            ds.stats = {**ds.stats, f"{split}_windows_subsampled": f"{n} of {len(windows)}"}
     if cfg.n_clusters == 1:
         for w in ds.train + ds.val + ds.test:
             w.cluster_id = 0
