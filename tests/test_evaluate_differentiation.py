@@ -33,6 +33,8 @@ def test_asker_recovery_is_chance_when_replies_ignore_the_asker(classifier):
     assert tailored.recovery == 100 and tailored.distinct_windows == 100 and tailored.reply_change > 30
     same = score_differentiation({q: gold["Carl"] for q in gold}, classifier)
     assert same.recovery <= same.chance + 1e-9 and same.reply_change == 0 and same.distinct_windows == 0
+    empty = score_differentiation({q: [""] * len(gold["Ann"]) for q in gold}, classifier)
+    assert empty.reply_change == 0 and empty.distinct_windows == 0
     with pytest.raises(ValueError, match="at least two askers"):
         score_differentiation({"Ann": gold["Ann"]}, classifier)
 

@@ -101,7 +101,10 @@ def score_differentiation(replies: dict[str, list[str]], classifier: AskerClassi
     if len(askers) < 2 or any(len(v) != n for v in replies.values()):
         raise ValueError("need replies from at least two askers, one per window each")
     lang = lang or guess_lang(r for v in replies.values() for r in v)
-    sims = [rouge_l_scores(replies[a], replies[b], lang) for a, b in combinations(askers, 2)]
+    sims = []  # identical replies (empty ones included) are 100% similar
+    for a, b in combinations(askers, 2):
+        scores = rouge_l_scores(replies[a], replies[b], lang)
+        sims += [100.0 if x == y else s for x, y, s in zip(replies[a], replies[b], scores)]
     change = 100 - float(np.mean(sims))
     distinct = 100 * np.mean([len({replies[a][i] for a in askers}) > 1 for i in range(n)])
     hits = [p == a for a in askers for p in classifier.predict(replies[a])]
