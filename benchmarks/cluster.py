@@ -5,7 +5,8 @@
 Queries are the windows' queries of the English responders (Friends, The Big Bang Theory, Modern
 Family); chitchat fills up if they are fewer than --n. Prints, separately: numba compilation
 (a UMAP warm-up on random vectors), embedding (cold, then from the on-disk cache), spherical
-k-means, UMAP, and the goal ratio for k-means + UMAP.
+k-means, UMAP, and the goal ratio for k-means + UMAP; wall and CPU seconds and the load average
+(other jobs on the same cores inflate wall time, not CPU time).
 """
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ def queries(n: int) -> list[str]:
 
 
 def clock(label: str, fn, *args, **kw):
-    start = time.perf_counter()
+    """Run fn; print wall and CPU seconds (CPU time shows the work when other jobs share the cores)."""
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn(*args, **kw)
-    seconds = time.perf_counter() - start
-    print(f"{label:42s} {seconds:7.1f} s")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"{label:48s} {seconds:7.1f} s wall {cpu:7.1f} s CPU  (load {os.getloadavg()[0]:.1f})")
     return out, seconds
 
 
@@ -56,7 +58,7 @@ def main():
     print(f"  {len(set(texts))} distinct texts, mean {np.mean([len(t) for t in texts]):.0f} chars")
     rng = np.random.default_rng(0)
     warm = rng.normal(size=(5000, 384)).astype(np.float32)  # > 4096 rows: the NN-descent path too
-    _, jit = clock("numba JIT (UMAP warm-up, one-off)", umap_2d, warm)
+    _, jit = clock("numba JIT (warm-up: UMAP of 5000 random rows)", umap_2d, warm)
     cache = EmbeddingCache("minilm")
     _, cold = clock("embedding, before caching", cache.embed, texts)
     print(f"  {cache.misses} embedded, {cache.hits} already cached")
@@ -66,7 +68,8 @@ def main():
                     QueryClusterer(n_clusters=args.k).fit, texts)
     _, um = clock("UMAP 2-D of all queries", umap_2d, qc.embeddings_)
     total = fit + um
-    print(f"\ncluster + UMAP of {len(texts)} queries: {total:.1f} s "
+    print(f"\n{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"cluster + UMAP of {len(texts)} queries: {total:.1f} s wall "
           f"(goal {GOAL_S:.0f} s: {total / GOAL_S:.2f}x of budget); numba JIT {jit:.1f} s; "
           f"embedding {cold:.1f} s cold, {cached:.1f} s cached; sizes {np.bincount(qc.labels_).tolist()}")
 

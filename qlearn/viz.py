@@ -1,7 +1,8 @@
 """Figures for the course: UMAP projections, coloured scatters, small multiples, k-selection.
 
 Every function returns a ``matplotlib.figure.Figure`` (shown inline when it is a notebook cell's
-last value, no pyplot state involved) and :func:`save_png` writes one to disk.
+last value, with no pyplot state involved: nothing is shown twice or kept open) and
+:func:`save_png` writes one to disk.
 
     >>> xy = umap_2d(embeddings, random_state=0)
     >>> fig = plot_queries(xy, clusters, queriers); save_png(fig, "umap.png")
@@ -34,9 +35,20 @@ def umap_2d(X, random_state: int = 0, n_neighbors: int = 15, min_dist: float = 0
         return reducer.fit_transform(X)
 
 
+class NotebookFigure(Figure):
+    """A pyplot-free ``Figure`` that Jupyter shows as PNG when it is a cell's value."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.5), **kw):
     """A pyplot-free figure with an ``nrows × ncols`` grid of axes: ``(fig, axes)`` (axes 2-D)."""
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    fig = NotebookFigure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 

@@ -201,10 +201,10 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 #     print(k_selection(other, ds.train, [k]))
 # ```
 #
-# "last" usually agrees closely with "query" (most queries are one turn). "context" also embeds
-# the responder's earlier lines and the speaker names, so its clusters follow the conversation
-# more than the question, and the speaker names pull windows of one querier together: the mix
-# tends to drop, which is why qlearn embeds the query only.
+# "last" agrees closely with "query" (most queries are a single turn). "context" also embeds the
+# responder's earlier lines and the speaker names ("Penny: ..."), so the querier's name itself can
+# pull one querier's windows together: compare the `mix` columns. Clustering on who speaks is
+# exactly what the contrast must not see, which is why qlearn embeds the query only by default.
 # </details>
 
 # %% [markdown]
@@ -249,7 +249,7 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 #     print(kk, f"{alone:.1%} of windows have no other querier in their cluster")
 # ```
 #
-# With a few hundred windows per cluster it is 0%: every cluster mixes the main queriers, and the
-# contrast is restricted but never empty. It grows only when k gets close to the number of
-# windows of the rarest queriers.
+# With a few hundred windows per cluster it is (close to) 0%: every cluster mixes the main
+# queriers, so the contrast is restricted but not empty. It grows when clusters get small, i.e.
+# for large k or for responders with little data (run the same loop on a small responder).
 # </details>
