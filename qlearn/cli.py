@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 from .assets import SMOLLM2
@@ -223,7 +224,7 @@ def _run_evaluate(args):
         evaluate_run(args.model, args.data, out=args.out, split=args.split, n=args.n,
                      baselines=baselines, seed=args.seed, max_new_tokens=args.max_new_tokens,
                      batch_size=args.batch_size, do_sample=args.sample,
-                     command="qlearn " + " ".join(sys.argv[1:]))
+                     command="qlearn " + shlex.join(sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"qlearn evaluate: {e}")
 
@@ -243,7 +244,7 @@ def _run_ablate(args):
     from .evaluate.ablate import ablate
 
     try:
-        ablate(args.config, args.set, command="qlearn " + " ".join(sys.argv[1:]))
+        ablate(args.config, args.set, command="qlearn " + shlex.join(sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"qlearn ablate: {e}")
 
