@@ -21,8 +21,11 @@ def umap_2d(X, random_state: int = 0, n_neighbors: int = 15, min_dist: float = 0
             metric: str = "cosine") -> np.ndarray:
     """Seeded 2-D UMAP of the rows of ``X`` (``[n, 2]``). The first call compiles numba (~15 s).
 
-    With a seed UMAP runs single-threaded, so the same input gives the same picture.
+    With a seed UMAP runs single-threaded, so the same input gives the same picture. numba (inside
+    UMAP) resets the process's thread count, which torch shares; it is restored afterwards, or a
+    model used after a UMAP call can run many times slower.
     """
+    import torch
     import umap
 
     X = np.asarray(X, dtype=np.float32)
@@ -30,9 +33,13 @@ def umap_2d(X, random_state: int = 0, n_neighbors: int = 15, min_dist: float = 0
         raise ValueError(f"UMAP needs at least 3 points, got {len(X)}")
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(X) - 1),
                         min_dist=min_dist, metric=metric, random_state=random_state)
-    with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": expected
-        warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
-        return reducer.fit_transform(X)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state": expected
+            warnings.filterwarnings("ignore", message=".*n_jobs.*", category=UserWarning)
+            return reducer.fit_transform(X)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class NotebookFigure(Figure):
