@@ -24,7 +24,7 @@ demo: setup
 
 # The test suite, then every notebook top to bottom in quick mode (real execution, no outputs kept).
 test: setup
-	QLEARN_QUICK=1 $(BIN)/python -m pytest -q tests --nbmake --nbmake-timeout=900 notebooks/[0-9][0-9]_*.ipynb
+	QLEARN_QUICK=1 $(BIN)/python -m pytest -q tests --nbmake --nbmake-timeout=1800 notebooks/[0-9][0-9]_*.ipynb
 
 clean:
 	rm -rf $(VENV) runs

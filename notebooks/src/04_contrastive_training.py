@@ -7,7 +7,7 @@ META = {
         "Read a training batch: which tokens carry the LM loss, which are pooled into the querier vector",
         "Train the dual-tower model with L = L_LM + λ·L_QC, read the loss curves and the querier probe",
     ],
-    "time": "45 minutes; quick mode trains SmolLM2-135M for 30 short steps (a few minutes on a laptop CPU).",
+    "time": "45 minutes; quick mode trains SmolLM2-135M for 20 short steps (a few minutes on a laptop CPU).",
     "hardware": "CPU is enough (quick mode); full mode trains Qwen2.5-0.5B-Instruct on one Colab T4.",
     "model": "smollm2-135m",
     "full_model": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -221,7 +221,7 @@ table.T
 # come from there. Each step writes the views' outputs into the memories; every checkpoint holds
 # the memories, so `--resume` continues exactly.
 #
-# Quick mode uses `configs/quick-cpu.yaml` (SmolLM2-135M, 4 queriers, 2 clusters, 30 steps); full mode
+# Quick mode uses `configs/quick-cpu.yaml` (SmolLM2-135M, 4 queriers, 2 clusters, 20 steps); full mode
 # `configs/colab-t4.yaml` (Qwen2.5-0.5B-Instruct, fp16). On Colab, point `RUN_DIR` at Google Drive:
 # the cell below **loads the run if it has finished, resumes it if it stopped, else trains it**.
 
