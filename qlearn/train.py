@@ -41,6 +41,23 @@ PROBE_FILE = "probe.json"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
+def read_yaml(path, overrides: Sequence[str] = (), example: str = "--set a.b=1") -> dict:
+    """A YAML recipe as a dict, with ``--set key.sub=value`` overrides (values parsed as YAML)."""
+    import yaml
+
+    d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: write key=value, e.g. {example}")
+        key, value = item.split("=", 1)
+        node = d
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    return d
+
+
 @dataclass
 class TrainConfig:
     """One training run. The defaults are the official settings (method.md §6); YAML recipes in
@@ -115,19 +132,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "TrainConfig":
-        import yaml
-
-        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"--set {item!r}: write key=value, e.g. --set output_dir=runs/x "
-                                 "or --set model.rank=16")
-            key, value = item.split("=", 1)
-            node = d
-            *parents, leaf = key.strip().split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = yaml.safe_load(value)
+        d = read_yaml(path, overrides, "--set output_dir=runs/x or --set model.rank=16")
         return cls.from_dict(d, where=str(path))
 
     def to_yaml(self, path) -> None:

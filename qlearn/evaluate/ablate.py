@@ -104,15 +104,9 @@ class AblateConfig:
 
     @classmethod
     def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "AblateConfig":
-        import yaml
+        from ..train import read_yaml
 
-        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"--set {item!r}: write key=value, e.g. --set eval.n_test=50 or "
-                                 "--set train.max_steps=20")
-            key, value = item.split("=", 1)
-            _set(d, key.strip(), yaml.safe_load(value))
+        d = read_yaml(path, overrides, "--set eval.n_test=50 or --set train.max_steps=20")
         return cls.from_dict(d, where=str(path))
 
     @property
