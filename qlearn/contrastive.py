@@ -3,6 +3,11 @@
 Each training window gives one pooled vector ``z`` (the specific stream's responder tokens,
 ``QuerierAwareLM(...).querier_repr``). For its cluster ``c`` and querier ``y``:
 
+0. **centering** (qlearn's, ``center=True``; off in the official code): ``z`` minus a running mean
+   of the pooled vectors (momentum 0.9, as DINO centres its teacher). A language model's pooled
+   states are anisotropic (two windows' cosine is ~0.99 for SmolLM2), so without it every view
+   sees nearly the same vector, all cosines are ~1 and the loss stays at chance for hundreds of
+   steps; with it a short run lowers the loss (tests/test_train.py);
 1. **views**: ``n_views`` linear maps per cluster, ``d -> view_dim`` with bias, give ``e_v = P_v,c(z)``;
 2. **prototypes**: a FIFO memory holds the last ``memory_size`` projected vectors per
    (cluster, querier, view); a prototype is their mean (an empty memory gives a constant vector,
@@ -11,9 +16,9 @@ Each training window gives one pooled vector ``z`` (the specific stream's respon
    same cluster*, divided by the temperature; cross-entropy with target ``y``, averaged over the
    view pairs (with one view, a view is matched against its own prototypes) and the batch, then
    clipped to ``[0, clip]``;
-4. after the loss, the (detached) ``e_v`` are written into the memories. Under
-   ``torch.distributed`` they are all-gathered first, so every rank holds the same memory; in one
-   process nothing distributed is called.
+4. after the loss, the (detached) ``e_v`` are written into the memories and the centre is
+   updated. Under ``torch.distributed`` they are all-gathered first, so every rank holds the same
+   memory and centre; in one process nothing distributed is called.
 
 The weight λ is applied by the trainer: ``L = L_LM + λ·L_QC``.
 """
@@ -40,11 +45,15 @@ class QuerierContrastiveLoss(nn.Module):
         clip: the loss is clipped to ``[0, clip]``.
         views_trainable: False reproduces the official code (views frozen at their random init).
         init_std: the views' weights start as N(0, init_std), biases at zero.
+        center: subtract a running mean of ``z`` before the views (False = official code).
     """
+
+    CENTER_MOMENTUM = 0.9
 
     def __init__(self, dim: int, n_queriers: int, n_clusters: int = 1, n_views: int = 2,
                  view_dim: int = 512, memory_size: int = 512, temperature: float = 0.1,
-                 clip: float = 10.0, views_trainable: bool = True, init_std: float = 0.02):
+                 clip: float = 10.0, views_trainable: bool = True, init_std: float = 0.02,
+                 center: bool = True):
         super().__init__()
         if n_queriers < 1 or n_clusters < 1 or n_views < 1 or memory_size < 1:
             raise ValueError(f"QuerierContrastiveLoss needs n_queriers, n_clusters, n_views and "
@@ -53,7 +62,7 @@ class QuerierContrastiveLoss(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.dim, self.n_queriers, self.n_clusters = dim, n_queriers, n_clusters
         self.n_views, self.view_dim, self.memory_size = n_views, view_dim, memory_size
-        self.temperature, self.clip = temperature, clip
+        self.temperature, self.clip, self.center = temperature, clip, center
         # views[c, v] is the linear map P_v,c: z -> weight @ z + bias
         self.weight = nn.Parameter(torch.randn(n_clusters, n_views, view_dim, dim) * init_std,
                                    requires_grad=views_trainable)
@@ -62,16 +71,20 @@ class QuerierContrastiveLoss(nn.Module):
         self.register_buffer("memory", torch.zeros(n_clusters, n_queriers, n_views, memory_size, view_dim))
         self.register_buffer("count", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # filled slots
         self.register_buffer("pointer", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # next slot
+        self.register_buffer("z_mean", torch.zeros(dim))  # running mean of z (used when center=True)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_queriers={self.n_queriers}, n_clusters={self.n_clusters}, "
                 f"n_views={self.n_views}, view_dim={self.view_dim}, memory_size={self.memory_size}, "
                 f"temperature={self.temperature}, clip={self.clip}, "
-                f"views_trainable={self.weight.requires_grad}")
+                f"views_trainable={self.weight.requires_grad}, center={self.center}")
 
     def project(self, z: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
-        """``[B, d] -> [B, n_views, view_dim]`` through each sample's own cluster's views."""
+        """``[B, d] -> [B, n_views, view_dim]`` through each sample's own cluster's views
+        (after centering, when on)."""
         z = torch.nan_to_num(z).to(self.weight.dtype)
+        if self.center:
+            z = z - self.z_mean.to(z.dtype)
         return torch.einsum("bvpd,bd->bvp", self.weight[cluster], z) + self.bias[cluster]
 
     def prototypes(self) -> torch.Tensor:
@@ -97,6 +110,9 @@ class QuerierContrastiveLoss(nn.Module):
         if cluster.min() < 0 or cluster.max() >= self.n_clusters:
             raise ValueError(f"cluster ids must lie in 0..{self.n_clusters - 1}, got {cluster.tolist()}: "
                              "the loss was built for fewer clusters than the data has")
+        if self.center and self.training and self.count.sum() == 0:  # empty memories: start the
+            with torch.no_grad():  # centre at this batch's mean, so no uncentred vector is stored
+                self.z_mean.copy_(torch.nan_to_num(_all_gather(z.detach())[0]).mean(0))
         e = self.project(z, cluster)
         logits = self.logits(e.float(), cluster)  # [B, V, W, N]
         V = self.n_views
@@ -104,13 +120,20 @@ class QuerierContrastiveLoss(nn.Module):
         losses = [F.cross_entropy(logits[:, v, w], querier) for v, w in pairs]
         loss = torch.stack(losses).mean().clamp(0.0, self.clip)
         if self.training:
-            self.write(e.detach(), querier, cluster)
+            self.write(e.detach(), querier, cluster, z.detach() if self.center else None)
         return loss
 
     @torch.no_grad()
-    def write(self, e: torch.Tensor, querier: torch.Tensor, cluster: torch.Tensor) -> None:
-        """FIFO-write projected views ``[B, V, P]`` into the memories (all ranks' under DDP)."""
-        e, querier, cluster = _all_gather(e, querier, cluster)
+    def write(self, e: torch.Tensor, querier: torch.Tensor, cluster: torch.Tensor,
+              z: torch.Tensor | None = None) -> None:
+        """FIFO-write projected views ``[B, V, P]`` into the memories and, given the pooled
+        vectors ``z``, update the centre (all ranks' samples under DDP)."""
+        if z is None:
+            e, querier, cluster = _all_gather(e, querier, cluster)
+        else:
+            e, querier, cluster, z = _all_gather(e, querier, cluster, z)
+            mean = torch.nan_to_num(z).to(self.z_mean.dtype).mean(0)
+            self.z_mean.lerp_(mean, 1 - self.CENTER_MOMENTUM)
         e = e.to(self.memory.dtype)
         for i in range(e.shape[0]):  # sequential: two samples of one (c, y) take consecutive slots
             c, y = cluster[i], querier[i]
@@ -120,6 +143,7 @@ class QuerierContrastiveLoss(nn.Module):
             self.count[c, y] = torch.clamp(self.count[c, y] + 1, max=self.memory_size)
 
     def reset_memory(self) -> None:
+        self.z_mean.zero_()
         self.memory.zero_()
         self.count.zero_()
         self.pointer.zero_()

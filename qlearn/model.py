@@ -63,7 +63,8 @@ class QARConfig:
     specific: False gives the plain LoRA model (the FT baseline) through the same class.
     layers: indices of the decoder layers whose MLP the specific stream replaces; None = all. In the
         other layers both streams share the pretrained MLP (+LoRA).
-    n_views ... qc_clip: the querier-contrastive loss (method.md §5), read by ``qlearn.contrastive``.
+    n_views ... qc_center: the querier-contrastive loss (method.md §5), read by ``qlearn.contrastive``
+        (``qc_center`` is qlearn's centering of the pooled vectors; False = the official code).
     """
     rank: int | None = 64
     lora_r: int = 16
@@ -81,6 +82,7 @@ class QARConfig:
     temperature: float = 0.1
     qc_weight: float = 0.5
     qc_clip: float = 10.0
+    qc_center: bool = True
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)

@@ -75,6 +75,26 @@ def test_empty_memory_gives_log_n_and_training_writes():
     torch.testing.assert_close(qc.prototypes()[1], torch.full((5, 2, 4), 1e-6))  # untouched cluster
 
 
+def test_centering_subtracts_a_running_mean_of_z():
+    torch.manual_seed(0)
+    qc = QuerierContrastiveLoss(dim=8, n_queriers=3, view_dim=4, memory_size=8).train()
+    y, c = torch.tensor([0, 1, 2, 0]), torch.zeros(4, dtype=torch.long)
+    z1 = torch.randn(4, 8) + 5.0  # a large common component, as in a language model's states
+    qc(z1, y, c)
+    # the first batch starts the centre, so the stored vectors are already centred ...
+    torch.testing.assert_close(qc.z_mean, z1.mean(0))
+    expected = torch.einsum("vpd,bd->bvp", qc.weight[0], z1 - z1.mean(0)) + qc.bias[0]
+    torch.testing.assert_close(qc.memory[0, 1, :, 0], expected[1].detach())
+    # ... later batches move it by (1 - momentum)
+    z2 = torch.randn(4, 8) - 3.0
+    qc(z2, y, c)
+    torch.testing.assert_close(qc.z_mean, 0.9 * z1.mean(0) + 0.1 * z2.mean(0))
+    off = QuerierContrastiveLoss(dim=8, n_queriers=3, view_dim=4, center=False).train()
+    off(z1, y, c)  # the official loss: no centre
+    assert off.z_mean.abs().sum() == 0
+    torch.testing.assert_close(off.memory[0, 1, :, 0], off.project(z1, c)[1].detach())
+
+
 def test_fifo_memory_keeps_the_last_k():
     qc = _toy(memory_size=2).eval()
     vecs = [torch.full((1, 2, 2), float(i)) for i in (1, 2, 3)]

@@ -101,17 +101,18 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path):
 def test_short_real_run_lowers_both_losses(tmp_path, data_root):
     cfg = TrainConfig.from_yaml(REPO / "configs/quick-cpu.yaml", [
         f"output_dir={tmp_path / 'run'}", f"data_dir={data_root}", "n_clusters=1", "max_queriers=3",
-        "data.max_chars=200", "max_train_windows=48", "max_eval_windows=16", "batch_size=4",
-        "max_steps=10", "lr=0.001", "logging_steps=1", "save_steps=1000", "probe_windows=0"])
+        "data.max_chars=200", "max_train_windows=64", "max_eval_windows=16", "batch_size=4",
+        "max_steps=16", "lr=0.001", "logging_steps=1", "save_steps=1000", "probe_windows=0"])
     run = train(cfg)
     rows = read_metrics(run / "metrics.jsonl")
-    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert [r["step"] for r in rows] == list(range(1, 17))
     lm, qc = [r["loss_lm"] for r in rows], [r["loss_qc"] for r in rows]
     assert qc[0] == pytest.approx(math.log(3), rel=1e-4)  # empty memories: every prototype alike
     assert np.mean(lm[-3:]) < lm[0], lm
-    # L_QC starts at log N (empty memories, all prototypes alike), jumps once the prototypes
-    # separate, then falls as the views learn. Over these 10 CPU steps it ends below its peak but
-    # not reliably below log N (measured: 1.0986 -> peak 1.55 -> last three 1.09, 1.17, 1.05);
-    # "below the starting value" needs a longer run (see the session note / issue 6).
-    assert np.mean(qc[-3:]) < max(qc[1:4]), qc
+    # L_QC starts at log N (empty memories, all prototypes alike), jumps while the first
+    # prototypes form, then falls below log N as the querier stream and the views learn. A batch
+    # of 4 makes single steps noisy, so the median of the second half is compared. Measured on
+    # this recipe (seed 42): second half 0.53 0.72 0.45 0.40 1.00 0.89 0.44 0.63 (median 0.58);
+    # seed 4: median 0.84. Without qc_center the loss stays at log N (1.05-1.23 over 10 steps).
+    assert np.median(qc[8:]) < qc[0], qc
     assert (run / "final/qlearn_model.safetensors").exists() and (run / "loss_curves.png").exists()

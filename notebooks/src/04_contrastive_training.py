@@ -31,6 +31,12 @@ META = {
 # memories' means, the **prototypes**. Before comparing, z goes through two random linear maps per
 # cluster, the **views**; view 1 of a window is matched against the view-2 prototypes and vice versa.
 #
+# qlearn adds one step the official code lacks: **centering**. A language model's pooled states
+# are *anisotropic*: any two windows' vectors have a cosine near 0.99 (SmolLM2), so every cosine
+# with every prototype is ~1 and the loss cannot tell queriers apart for hundreds of steps.
+# Subtracting a running mean of z (`qc_center=True`, momentum 0.9, as DINO centres its teacher)
+# leaves only what differs between windows. `qc_center=False` gives the official loss.
+#
 # `qlearn.contrastive.QuerierContrastiveLoss` is all of that in ~100 lines. We start with 2-D toys.
 
 # %%

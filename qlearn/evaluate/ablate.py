@@ -41,6 +41,7 @@ SYSTEMS = {
     "Ours (residual fusion)": {"model.fusion": "residual"},
     "Ours (sum fusion)": {"model.fusion": "sum"},
     "Ours (frozen views)": {"model.views_trainable": False},
+    "Ours (no centering)": {"model.qc_center": False},
     "Ours (zero init)": {"model.specific_init": "zero"},
 }
 PER_QUERIER = "Per-querier LoRA"  # one LoRA per querier on the same total budget (per_querier.py)
