@@ -121,29 +121,23 @@ def _stage_train_and_evaluate(report: Report, model_name: str):
 
 
 def _stage_querier_embeddings(report: Report, cfg):
-    """UMAP of the pooled querier representations, before and after contrastive training."""
+    """UMAP of the pooled querier representations, before and after contrastive training (the
+    vectors the training run saved for its probe)."""
     from . import viz
-    from .collate import Collator
-    from .evaluate.ablate import load_trained
-    from .train import build_model, load_data, probe_sample, querier_representations
+    from .train import read_querier_reps
 
     start = time.perf_counter()
-    tc = cfg.train_config("Ours")
-    ds, n_clusters = load_data(tc)
-    windows = probe_sample(ds.test, tc.probe_windows, seed=tc.seed)
-    trained, tokenizer = load_trained(Path(tc.output_dir), tc)
-    collator = Collator(tokenizer, max_length=tc.max_length)
-    fresh, _ = build_model(tc, len(ds.queriers), n_clusters, device="cpu")
-    names = [w.querier for w in windows]
+    run = cfg.train_config("Ours").output_dir
+    reps = read_querier_reps(run)
+    names = reps["querier"].tolist()
     fig, axes = viz.new_figure(ncols=2)
-    for ax, model, title in ((axes[0, 0], fresh.model, "before training"),
-                            (axes[0, 1], trained, "after training")):
-        reps = querier_representations(model, collator, windows, progress=False)
-        viz.scatter_by(viz.umap_2d(reps, random_state=0), names, ax=ax, title=title)
-    fig.suptitle(f"{ds.responder}'s querier representations (UMAP), coloured by querier")
+    for ax, key, title in ((axes[0, 0], "before", "before training"),
+                           (axes[0, 1], "after", "after training")):
+        viz.scatter_by(viz.umap_2d(reps[key], random_state=0), names, ax=ax, title=title)
+    fig.suptitle("The responder's querier representations (UMAP), coloured by querier")
     path = viz.save_png(fig, report.out / "querier_embeddings.png")
     report.add("4. Querier embeddings",
-               f"The pooled specific-stream representation of {len(windows)} held-out windows, "
+               f"The pooled specific-stream representation of {len(names)} held-out windows, "
                f"before and after training.\n\n![querier embeddings]({path.name})",
                time.perf_counter() - start)
 

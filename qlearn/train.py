@@ -38,6 +38,7 @@ from .model import WEIGHTS_FILE, QARConfig, QuerierAwareLM
 CONTRASTIVE_FILE = "contrastive.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PROBE_FILE = "probe.json"
+REPS_FILE = "querier_reps.npz"  # the probe windows' pooled vectors: before, after, querier
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -241,9 +242,21 @@ def knn_probe(reps: np.ndarray, labels: Sequence[int], k: int = 5) -> dict:
             "n_windows": int(len(y)), "n_queriers": int(len(set(y.tolist()))), "k": int(k)}
 
 
-def querier_probe(model, collator, windows, k: int = 5) -> dict:
+def querier_probe(model, collator, windows, k: int = 5) -> tuple[dict, np.ndarray]:
+    """``(knn_probe result, the pooled vectors [n, d])`` of ``windows``."""
     reps = querier_representations(model, collator, windows)
-    return knn_probe(reps, [w.querier_index for w in windows], k)
+    return knn_probe(reps, [w.querier_index for w in windows], k), reps
+
+
+def read_querier_reps(run) -> dict:
+    """What a training run saved for its probe windows: ``before`` and ``after`` (``[n, d]``
+    pooled vectors) and ``querier`` (names), ready for ``viz.umap_2d`` and ``viz.scatter_by``."""
+    path = Path(run) / REPS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train with probe_windows > 0 (and the specific "
+                                "stream on) to save the probe windows' querier vectors")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 # ---- the module Trainer trains -----------------------------------------------------------------
@@ -447,11 +460,14 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
              "test": len(ds.test), "stats": ds.stats}, indent=2, default=str, ensure_ascii=False))
     probe_set = probe_sample(ds.test, cfg.probe_windows, seed=cfg.seed) if cfg.probe_windows else []
     probe = _read_json(run / PROBE_FILE) if resume else {}
+    reps = dict(np.load(run / REPS_FILE)) if resume and (run / REPS_FILE).exists() else {}
     if probe_set and "before" not in probe and module.contrastive is not None:
-        probe["before"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
+        probe["before"], reps["before"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
+        reps["querier"] = np.array([w.querier for w in probe_set])
         if main:  # kept for a resumed run
             print(f"qlearn train: probe before training: {probe['before']}")
             (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
+            np.savez(run / REPS_FILE, **reps)
     if not resume and main:
         (run / METRICS_FILE).unlink(missing_ok=True)
 
@@ -467,7 +483,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
         print(f"qlearn train: truncated windows: {collator.stats}")
 
     if probe_set and module.contrastive is not None:
-        probe["after"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
+        probe["after"], reps["after"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
     if main:
         if "after" in probe:
             print(f"qlearn train: probe after training: {probe['after']}")
@@ -475,6 +491,8 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
         probe["train_seconds"] = round(seconds, 1)
         probe["collator"] = collator.stats
         (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
+        if "after" in reps:
+            np.savez(run / REPS_FILE, **reps)
         if (run / METRICS_FILE).exists():
             plot_metrics(run / METRICS_FILE, run / "loss_curves.png")
     return run

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from qlearn.cli import main as cli
 from qlearn.data.pipeline import BuildConfig
 from qlearn.model import QARConfig
-from qlearn.train import TrainConfig, knn_probe, read_metrics, train
+from qlearn.train import TrainConfig, knn_probe, read_metrics, read_querier_reps, train
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [REPO / "configs/quick-cpu.yaml", REPO / "configs/colab-t4.yaml",
@@ -94,6 +94,9 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path):
             assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key)
     probe = json.loads((full / "probe.json").read_text())
     assert {"before", "after"} <= set(probe) and probe["before"]["n_windows"] == 16
+    reps = read_querier_reps(full)  # the probe windows' vectors, kept for plots
+    assert reps["before"].shape == reps["after"].shape == (16, 64) and len(reps["querier"]) == 16
+    assert not np.allclose(reps["before"], reps["after"])  # training moved them
     assert (full / "loss_curves.png").stat().st_size > 0
 
 
