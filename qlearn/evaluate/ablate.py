@@ -356,6 +356,14 @@ def _fmt(v, digits=2):
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _selection_note(rows: list[dict], cfg: AblateConfig) -> str:
+    if not any(r.get("checkpoint") for r in rows):
+        return ""
+    if cfg.eval.select_on_val:
+        return " Trained systems: the checkpoint with the best validation ROUGE-L (never test)."
+    return " Trained systems: their final weights (no checkpoint selection, `select_on_val: false`)."
+
+
 def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str | None) -> Path:
     """table.csv, table.md, rougeL.png and command.txt in ``cfg.out``."""
     out = cfg.out
@@ -386,8 +394,7 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     lines += [", ".join(f"{k}: {v}" for k, v in info.items()), "",
               f"Metrics ×100 on the same {info.get('test_used')} test windows; 95% bootstrap CIs; "
               f"Δ and p: paired difference in ROUGE-L and a sign-flip permutation test against "
-              f"{cfg.eval.reference}." + (" Checkpoints chosen on the validation split."
-                                          if any(r.get("checkpoint") for r in rows) else ""), "",
+              f"{cfg.eval.reference}." + _selection_note(rows, cfg), "",
               "| System | " + " | ".join(c for c, _ in cols) + " |",
               "|---|" + "---|" * len(cols)]
     lines += ["| " + r["system"] + " | " + " | ".join(fn(r) for _, fn in cols) + " |" for r in rows]
