@@ -41,7 +41,8 @@ pd.DataFrame([{"system": s, "changes (TrainConfig overrides)": SYSTEMS.get(s, "p
 # ## 1. The committed CPU reproduction
 #
 # `results/ross-smollm2-cpu/` holds the grid for *Friends* / Ross with SmolLM2-135M at CPU scale
-# (4 queriers, 320 training windows, 40 steps per system). The exact command is in `command.txt`.
+# (4 queriers, 320 training windows, 50 steps of batch 4 per system, 48 test windows). The exact
+# command is in `command.txt`; `NOTE.md` there says what the table shows and why.
 
 # %%
 REPO = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "results").is_dir()), None)
@@ -55,9 +56,11 @@ else:
     print("no committed reproduction found next to this notebook (run `qlearn ablate --config configs/ablate-ross-cpu.yaml`)")
 
 # %% [markdown]
-# Read it with the intervals in mind: at this scale (60 test windows, 40 steps) differences of a
-# point or two are inside the noise. The table says which systems are clearly apart, not a
-# ranking of all of them.
+# Read it with the intervals in mind: at this scale (48 test windows, 50 steps) no system is
+# significantly apart from Ours (p ≥ 0.14), so the table is not a ranking. One thing it does show:
+# the dual tower with the paper's mean fusion starts far from the pretrained model (LM loss ~7.9
+# vs ~3.6) and has not recovered after 50 steps, while `w/o low-rank` (a full copy of the
+# pretrained MLP as the specific stream) starts where FT starts.
 #
 # ## 2. A grid you can run now
 #
