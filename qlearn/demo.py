@@ -102,22 +102,31 @@ def _stage_train_and_evaluate(report: Report, model_name: str):
                  f"train.base_model={model_name}"]
     cfg = AblateConfig.from_yaml(DEMO_CONFIG, overrides)
     out = ablate(cfg, command="qlearn demo")
-    run = cfg.work / "runs" / "ours"
+    run = Path(cfg.train_config(_ours(cfg)).output_dir)
     probe = json.loads((run / "probe.json").read_text())
     before, after = probe.get("before", {}), probe.get("after", {})
     rel = lambda p: Path(p).resolve().relative_to(report.out.resolve())  # noqa: E731
     table = (out / "table.md").read_text(encoding="utf-8")
-    report.add("3. Training and evaluation (Zero-shot vs FT vs Ours)",
+    report.add(f"3. Training and evaluation ({', '.join(cfg.systems)})",
                f"{cfg.train['max_steps']} steps of batch {cfg.train['batch_size']} per trained system "
-               f"(a CPU-sized budget: expect small differences, read the confidence intervals).\n\n"
+               f"(a CPU-sized budget: expect small differences, read the confidence intervals). "
+               f"`{_ours(cfg)}` is the dual tower with the querier-contrastive loss; with residual "
+               f"fusion it starts exactly at the pretrained model, which is what a few steps allow "
+               f"(the paper's mean fusion needs far longer to recover, see "
+               f"`results/ross-smollm2-cpu/NOTE.md`).\n\n"
                f"{table}\n\n![ROUGE-L with 95% CIs]({rel(out / 'rougeL.png')})\n\n"
-               f"![loss curves of Ours]({rel(run / 'loss_curves.png')})\n\n"
+               f"![loss curves of {_ours(cfg)}]({rel(run / 'loss_curves.png')})\n\n"
                f"**Querier-identifiability probe** (k-NN accuracy of \"who asked?\" from the pooled "
                f"specific-stream representation, {before.get('n_windows', '?')} held-out windows, chance "
                f"{before.get('chance', float('nan')):.2f}): before training "
                f"{before.get('accuracy', float('nan')):.2f}, after {after.get('accuracy', float('nan')):.2f}.",
                time.perf_counter() - start)
     return cfg
+
+
+def _ours(cfg) -> str:
+    """The querier-aware system of the demo grid (its first system whose name starts with Ours)."""
+    return next(s for s in cfg.systems if s.startswith("Ours"))
 
 
 def _stage_querier_embeddings(report: Report, cfg):
@@ -127,7 +136,7 @@ def _stage_querier_embeddings(report: Report, cfg):
     from .train import read_querier_reps
 
     start = time.perf_counter()
-    run = cfg.train_config("Ours").output_dir
+    run = cfg.train_config(_ours(cfg)).output_dir
     reps = read_querier_reps(run)
     names = reps["querier"].tolist()
     fig, axes = viz.new_figure(ncols=2)
