@@ -47,7 +47,7 @@ def _stage_same_query(report: Report, model_name: str):
     query = "Do you want to grab dinner tonight?"
     queriers = ["Mom", "Boss", "Best friend"]
     prompts = [render_dialogue(fmt, [(q, query)], "Alex") for q in queriers]
-    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=40, progress=False)
+    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=32, progress=False)
     rows = "\n".join(f"| {q} | {r.replace('|', '/')} |" for q, r in zip(queriers, replies))
     report.add("Same query, different queriers (base model, before training)",
                f"Query: *{query}* — responder: Alex, model: `{model_name}`.\n\n"
@@ -76,7 +76,7 @@ def _stage_clusters(report: Report, ds):
     from .cluster import cluster_and_report
 
     start = time.perf_counter()
-    res = cluster_and_report(ds, report.out / "clusters", ks=(5, 10, 15))
+    res = cluster_and_report(ds, report.out / "clusters", ks=(5, 10))
     p = {k: v.relative_to(report.out) for k, v in res["paths"].items()}
     mix = res["report"]
     single = int((mix["n_queriers"] <= 1).sum())
