@@ -460,7 +460,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
              "test": len(ds.test), "stats": ds.stats}, indent=2, default=str, ensure_ascii=False))
     probe_set = probe_sample(ds.test, cfg.probe_windows, seed=cfg.seed) if cfg.probe_windows else []
     probe = _read_json(run / PROBE_FILE) if resume else {}
-    reps = dict(np.load(run / REPS_FILE)) if resume and (run / REPS_FILE).exists() else {}
+    reps = read_querier_reps(run) if resume and (run / REPS_FILE).exists() else {}
     if probe_set and "before" not in probe and module.contrastive is not None:
         probe["before"], reps["before"] = querier_probe(module.model, collator, probe_set, cfg.probe_k)
         reps["querier"] = np.array([w.querier for w in probe_set])

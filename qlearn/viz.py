@@ -22,8 +22,8 @@ def umap_2d(X, random_state: int = 0, n_neighbors: int = 15, min_dist: float = 0
     """Seeded 2-D UMAP of the rows of ``X`` (``[n, 2]``). The first import and call on a fresh
     install compile numba (~60 s on 2 cores, cached on disk afterwards).
 
-    ``n_epochs=200`` is UMAP's own choice above 10,000 points; below that it would run 500, which
-    takes 2.5 times as long for a picture that barely changes (``None`` = UMAP's default).
+    ``n_epochs=200`` is UMAP's own choice above 10,000 points; below that it would run 500: 2.5
+    times the layout work for a picture that barely changes (``None`` = UMAP's default).
 
     With a seed UMAP runs single-threaded, so the same input gives the same picture. numba (inside
     UMAP) resets the process's thread count, which torch shares; it is restored afterwards, or a
