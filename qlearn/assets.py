@@ -131,7 +131,7 @@ def resolve_lm(name_or_path: str) -> str:
 
 
 def ensure_distinct_pad(tokenizer) -> None:
-    """Give the tokenizer a pad token that is not the turn-end/EOS token (method.md §6).
+    """Give the tokenizer a pad token that is not the turn-end/EOS token (docs/method.md §6).
 
     With pad == EOS (SmolLM2's and Llama-3's default) a collator that masks padding also masks
     every real turn end. We pick an existing special token that is not used in turns.

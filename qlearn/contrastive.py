@@ -1,4 +1,4 @@
-"""The querier-contrastive loss with multi-view augmentation (method.md §5, paper-reference.md §7).
+"""The querier-contrastive loss with multi-view augmentation (docs/method.md §5).
 
 Each training window gives one pooled vector ``z`` (the specific stream's responder tokens,
 ``QuerierAwareLM(...).querier_repr``). For its cluster ``c`` and querier ``y``:

@@ -1,4 +1,4 @@
-"""The dual-tower querier-aware model (method.md §4), wrapped around an unmodified transformers LM.
+"""The dual-tower querier-aware model (docs/method.md §4), wrapped around an unmodified transformers LM.
 
 One pretrained decoder runs two streams over the same tokens:
 
@@ -11,7 +11,7 @@ Both streams meet before the LM head (``fusion``): ``mean`` (official) =
 ``(norm(h) + norm_specific(s)) / 2``; ``sum``; ``residual`` (qlearn's) = ``norm(h) + α·norm_specific(s)``
 with a learnable α that starts at 0, so that the untrained model *is* the base model.
 
-How, without forking any modeling file (dual-tower-probe.md):
+How, without forking any modeling file (docs/design-notes.md):
 
 1. a forward pre-hook on the decoder stacks the batch twice, ``[x; x]`` (ids, mask, positions), so
    embeddings, rotary, the causal mask and the KV cache all see 2B rows: rows ``:B`` are the general
@@ -63,7 +63,7 @@ class QARConfig:
     specific: False gives the plain LoRA model (the FT baseline) through the same class.
     layers: indices of the decoder layers whose MLP the specific stream replaces; None = all. In the
         other layers both streams share the pretrained MLP (+LoRA).
-    n_views ... qc_center: the querier-contrastive loss (method.md §5), read by ``qlearn.contrastive``
+    n_views ... qc_center: the querier-contrastive loss (docs/method.md §5), read by ``qlearn.contrastive``
         (``qc_center`` is qlearn's centering of the pooled vectors; False = the official code).
     """
     rank: int | None = 64

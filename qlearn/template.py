@@ -1,4 +1,4 @@
-"""The turn template of method.md §6: ``<turn-start>{speaker}\\n{text}<turn-end>\\n``.
+"""The turn template of docs/method.md §6: ``<turn-start>{speaker}\\n{text}<turn-end>\\n``.
 
 The turn tokens are the tokenizer's own (ChatML ``<|im_start|>``/``<|im_end|>`` for SmolLM2 and
 Qwen; Llama-3's header tokens), and the speaker's *name* stands where a chat template puts the role,

@@ -60,7 +60,7 @@ print(f"{MODEL}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parame
       f"{next(model.parameters()).device}, loaded in {time.perf_counter() - t0:.1f} s")
 
 # %% [markdown]
-# The turn template (method.md §6) is `<turn-start>{speaker}\n{text}<turn-end>\n`, with the
+# The turn template ([docs/method.md](../docs/method.md) §6) is `<turn-start>{speaker}\n{text}<turn-end>\n`, with the
 # tokenizer's own turn tokens (ChatML for SmolLM2 and Qwen). Where a chat template would write the
 # *role* (`user`, `assistant`), we write the speaker's *name*. The prompt ends with the responder's
 # open header, so the model continues as the responder:
@@ -210,7 +210,7 @@ arrow(ax, (12.35, 9.8), (12.35, 10.4), color="darkred")
 handles = [Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="black") for c in (FROZEN, LORA, NEW)]
 ax.legend(handles, ["frozen pretrained", "pretrained + trainable LoRA", "new, trained from scratch"],
           loc="lower right", fontsize=8.5)
-ax.set_title("The dual-tower querier-aware model (paper §4, method.md §4)", fontsize=12)
+ax.set_title("The dual-tower querier-aware model (paper §4, docs/method.md §4)", fontsize=12)
 plt.show()
 
 # %% [markdown]

@@ -18,7 +18,7 @@ META = {
 # The paper's dataset, MQDialog, was built from the scripts of five TV shows (*Friends*, *The Big
 # Bang Theory*, *Modern Family*, 武林外传, 甄嬛传) and one person's WeChat history. It is published
 # on the Hugging Face hub, but its raw scripts and extraction scripts are not, so qlearn **rebuilds**
-# it from public transcripts, following the rules the official code applies (method.md §2):
+# it from public transcripts, following the rules the official code applies ([docs/method.md](../docs/method.md) §2):
 #
 # 1. a show is a list of **chunks** (scenes) of `(speaker, text)` utterances; clean them;
 # 2. **candidate queriers** are the speakers with enough lines (70 for Friends/TBBT, 40 for

@@ -16,7 +16,7 @@ META = {
 # %% [markdown]
 # ## 1. Two streams over the same tokens
 #
-# The querier-aware model (paper §4, `method.md` §4) runs **one** pretrained decoder twice over the
+# The querier-aware model (paper §4, [docs/method.md](../docs/method.md) §4) runs **one** pretrained decoder twice over the
 # same tokens:
 #
 # * the **general stream** `h` is the pretrained model with LoRA adapters (rank 16) on the attention
@@ -303,7 +303,7 @@ print(f"effective rank: pretrained {effective_rank(s_pre):.0f} of {min(pre.shape
 #
 # **Exercise 1.** Without building anything, compute the number of trainable parameters of the dual
 # tower on Llama-3-8B (d=4096, MLP width 14336, 32 layers, 8 KV heads of size 128) with LoRA r=16 on
-# the 7 projections and rank k=64. Compare with the paper-reference table (≈ 67.1 M). Then check your
+# the 7 projections and rank k=64. Compare with the table in [docs/method.md](../docs/method.md) §4.5 (≈ 67.1 M). Then check your
 # formula on this notebook's model against `parameter_report`.
 
 # %%

@@ -17,7 +17,7 @@ META = {
 # Notebooks 03 and 04 built the dual-tower model and trained it with the querier-contrastive loss.
 # This notebook looks *inside*: every dialogue window is summarised by one vector, the
 # **querier representation** z — the specific stream's last-layer states, normalised by
-# `norm_role_proj` and averaged over the responder's tokens (method.md §5). The contrastive loss
+# `norm_role_proj` and averaged over the responder's tokens ([docs/method.md](../docs/method.md) §5.1). The contrastive loss
 # pulls the z of the same querier together and pushes different queriers apart, within each query
 # cluster. Does it? And what does it change in the replies?
 #
