@@ -66,7 +66,7 @@ def _run_demo(args):
 
 def _add_data(sub):
     p = sub.add_parser("data", help="build, inspect and download dialogue datasets (MQDialog layout)",
-                       description="Rebuild MQDialog from public transcripts (method.md §2).")
+                       description="Rebuild MQDialog from public transcripts (docs/method.md §2).")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="build one responder (or --all) and save the MQDialog layout")
     b.add_argument("--source", help="friends, bigbang, modernfamily, swordsman, palace or chitchat")
@@ -80,6 +80,13 @@ def _add_data(sub):
     s.add_argument("--seed", type=int, default=0)
     for q in (b, s):
         q.add_argument("--root", help="transcripts folder (default: $QLEARN_DATA_ROOT)")
+    a = dsub.add_parser("audit", help="check that no val/test target is seen in training",
+                        description="Leak audit of a built dataset (qlearn.data.audit): val/test "
+                        "targets supervised in, or part of, a training window (by source "
+                        "position), exact-text repeats (reported apart), training windows that "
+                        "open with the responder. Exits 1 when a target leaks.")
+    a.add_argument("dir", help="a folder written by `qlearn data build` (or its --out parent)")
+    a.add_argument("--verbose", action="store_true", help="the per-split table of each dataset")
     d = dsub.add_parser("download", help="fetch a source's public files at pinned commits")
     d.add_argument("source", help="friends, bigbang, modernfamily, swordsman, palace or all")
     d.add_argument("--root", required=True, help="where to put them (then use it as --root)")
@@ -87,6 +94,7 @@ def _add_data(sub):
 
 def _run_data(args):
     from .data import BuildConfig, DataError, all_responders, build_dataset, save_mqdialog
+    from .data.audit import audit_dataset
     from .data.stats import dropped_markdown, stats_rows, to_markdown, write_stats
 
     try:
@@ -95,6 +103,17 @@ def _run_data(args):
 
             for source in (PINS if args.source == "all" else [args.source]):
                 download(source, args.root)
+            return
+        if args.data_command == "audit":
+            from .data.audit import audit_path
+
+            reports = audit_path(args.dir)
+            for rep in reports:
+                print(rep.summary_line())
+                if args.verbose or not rep.ok:
+                    print(rep.table())
+            if not all(rep.ok for rep in reports):
+                sys.exit(1)
             return
         cfg = BuildConfig(seed=args.seed)
         if args.data_command == "stats" or args.all:
@@ -109,6 +128,7 @@ def _run_data(args):
             for ds in built:
                 folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"))
                 print(f"{ds!r} -> {folder}")
+                print(audit_dataset(ds).summary_line())
             if len(built) == 1:
                 print(dropped_markdown(built[0]))
         print(to_markdown(stats_rows(built)))

@@ -1,4 +1,4 @@
-"""Windows -> training batches (method.md §5-6, paper-reference.md §3).
+"""Windows -> training batches (docs/method.md §5-6).
 
 Every turn is rendered with ``qlearn.template``: ``<turn-start>{speaker}\\n{text}<turn-end>\\n``,
 the speaker's name on every turn. Per token:
@@ -14,8 +14,10 @@ querier turn (all of it)   -100        0
 newline after a turn       -100        0
 =========================  ==========  ===================
 
-So the LM loss covers every responder turn of the window (content and end-of-turn token), and the
-querier representation is pooled over the responder's tokens. Each window also gives its querier
+So the LM loss covers every responder turn of the window that follows a querier turn (content and
+end-of-turn token; ``Window.supervised_indices``: a responder turn with no query before it in the
+window is context only, see ``qlearn.data.audit``), and the querier representation is pooled over
+the responder's tokens. Each window also gives its querier
 index (``role_pair_id - 1``) and cluster id (0 when the window has none: one cluster).
 
 Windows longer than ``max_length`` tokens lose whole turns from the left (the final responder turn
@@ -55,12 +57,15 @@ class Collator:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def encode_turn(self, speaker: str, text: str, is_responder: bool):
-        """``(input_ids, labels, responder_mask)`` lists of one rendered turn."""
+    def encode_turn(self, speaker: str, text: str, is_responder: bool,
+                    supervised: bool | None = None):
+        """``(input_ids, labels, responder_mask)`` lists of one rendered turn; ``supervised``
+        (default: ``is_responder``) says whether its text and turn end are labels."""
+        supervised = is_responder if supervised is None else supervised
         pieces = [(self._ids(self.fmt.start), False, False),
                   (self._ids(speaker + self.fmt.sep), False, is_responder),
-                  (self._ids(text), is_responder, is_responder),
-                  (self._ids(self.fmt.end), is_responder, False),
+                  (self._ids(text), supervised, is_responder),
+                  (self._ids(self.fmt.end), supervised, False),
                   (self._ids("\n"), False, False)]
         ids, labels, mask = [], [], []
         for toks, supervised, pooled in pieces:
@@ -71,7 +76,9 @@ class Collator:
 
     def encode(self, window) -> dict:
         """One window -> lists ``input_ids, labels, responder_mask`` and ints ``querier, cluster``."""
-        turns = [self.encode_turn(t.speaker, t.text, t.speaker == window.responder) for t in window.turns]
+        labelled = set(window.supervised_indices())  # responder turns after the first query
+        turns = [self.encode_turn(t.speaker, t.text, t.speaker == window.responder,
+                                  supervised=i in labelled) for i, t in enumerate(window.turns)]
         total = sum(len(t[0]) for t in turns)
         dropped = 0
         while total > self.max_length and len(turns) > 1:  # drop whole turns from the left

@@ -36,8 +36,11 @@ def test_labels_cover_responder_content_and_turn_end_only(tok):
     f = Collator(tok).encode(_window(TURNS))
     supervised = [t for t, lab in zip(f["input_ids"], f["labels"]) if lab != IGNORE]
     assert [lab for lab in f["labels"] if lab != IGNORE] == supervised
-    expected = "".join(text + "<|im_end|>" for s, text in TURNS if s == "Olek")
-    assert tok.decode(supervised) == expected  # no names, no querier text, no turn starts
+    # no names, no querier text, no turn starts, and not the leading "Morning.": a responder
+    # turn before the window's first query is context, never a label (qlearn.data.audit)
+    expected = "".join(text + "<|im_end|>" for s, text in TURNS[1:] if s == "Olek")
+    assert tok.decode(supervised) == expected
+    assert "Morning" not in tok.decode(supervised)
     pooled = tok.decode([t for t, m in zip(f["input_ids"], f["responder_mask"]) if m])
     assert pooled == "".join("Olek\n" + text for s, text in TURNS if s == "Olek")
 
@@ -60,12 +63,12 @@ def test_batch_padding_is_distinct_from_turn_end(tok):
 
 def test_truncation_from_the_left_keeps_the_final_responder_turn(tok):
     full = Collator(tok).encode(_window(TURNS))
-    last = Collator(tok).encode(_window(TURNS[-1:]))
-    limit = len(last["input_ids"]) + 3  # room for the final turn only
+    ids, labels, _ = Collator(tok).encode_turn(*TURNS[-1], is_responder=True)  # still a label
+    limit = len(ids) + 3  # room for the final turn only
     c = Collator(tok, max_length=limit)
     with pytest.warns(UserWarning, match="max_length"):
         f = c.encode(_window(TURNS))
-    assert f["input_ids"] == last["input_ids"] and f["labels"] == last["labels"]
+    assert f["input_ids"] == ids and f["labels"] == labels
     assert c.stats == {"windows": 1, "truncated_turns": 4, "truncated_tokens": 0}
     tiny = Collator(tok, max_length=5)
     with pytest.warns(UserWarning, match="max_length"):

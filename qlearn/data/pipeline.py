@@ -1,5 +1,6 @@
-"""The MQDialog pipeline (method.md §2): clean -> candidate queriers -> two-person segments ->
-seeded split -> windows < 512 characters ending with the responder -> de-duplication -> ids.
+"""The MQDialog pipeline (docs/method.md §2): clean -> candidate queriers -> two-person segments ->
+seeded split -> windows < 512 characters ending with the responder -> training windows start at
+their first querier turn -> de-duplication -> ids.
 
 Every threshold is a :class:`BuildConfig` field whose default is the paper's value; every line,
 chunk, segment or window that a step removes is counted by reason in ``Dataset.stats["dropped"]``.
@@ -177,6 +178,18 @@ def windows_of(turns: list[Turn], r: str, max_chars: int, dropped: Counter):
         yield i, win
 
 
+def _without_leading_responder(turns: list[Turn], r: str, dropped: Counter) -> list[Turn]:
+    """A training window starts at its first querier turn. The responder turns before it answer
+    nobody in the window, and between two queriers they belong to both queriers' segments
+    (r q1 r r q2: the r r closes q1's segment and opens q2's), so when q1's segment is held out
+    they are q1's val/test targets. The official code drops one leading responder turn at
+    training time; qlearn drops the whole leading block, at build time, so the saved training
+    files and the audit (:mod:`qlearn.data.audit`) see exactly what training sees."""
+    first = next(i for i, t in enumerate(turns) if t.speaker != r)
+    dropped["train window: leading responder turn (turns)"] += first
+    return turns[first:]
+
+
 def _split(items: list, seed: int, salt: str, fraction: float):
     """Seeded shuffle, then (rest, held-out); at least one held out when there are >= 2 items."""
     items = list(items)
@@ -268,6 +281,8 @@ def build_from_show(show: Show, responder: str | None = None,
             for cid, start, run in sorted(part, key=lambda x: (x[0], x[1])):
                 seg_id = f"{cid}_turn_{start}"
                 for end, turns in windows_of(run, responder, cfg.max_chars, dropped):
+                    if name == "train":
+                        turns = _without_leading_responder(turns, responder, dropped)
                     wins.append(Window(id=f"{seg_id}_{start + end}", turns=turns,
                                        responder=responder, querier=q, role_pair_id=pid,
                                        segment_id=seg_id, split=name))

@@ -6,10 +6,13 @@ import io
 import os
 from pathlib import Path
 
+from .audit import audit_dataset
+
 COLUMNS = [("source", "source"), ("responder", "responder"), ("queriers", "queriers"),
            ("segments", "segments"), ("train_windows", "train"), ("val_windows", "val"),
            ("test_windows", "test"), ("turns_per_window", "turns/window"),
-           ("chars_per_window", "chars/window"), ("dropped_lines", "dropped lines")]
+           ("chars_per_window", "chars/window"), ("dropped_lines", "dropped lines"),
+           ("leaked_targets", "val/test targets in train")]
 
 
 def stats_rows(datasets) -> list[dict]:
@@ -17,12 +20,14 @@ def stats_rows(datasets) -> list[dict]:
     rows = []
     for ds in datasets:
         s = ds.stats
-        row = {k: s.get(k) for k, _ in COLUMNS if k != "dropped_lines"}
+        row = {k: s.get(k) for k, _ in COLUMNS if k not in ("dropped_lines", "leaked_targets")}
         row["source"], row["responder"] = ds.source, ds.responder
         # not lines: segments and windows, and chats the responder is not in (chitchat)
         later = ("window", "train window", "near-duplicate seg", "chat without")
         row["dropped_lines"] = sum(v for k, v in s.get("dropped", {}).items()
                                    if not k.startswith(later))
+        audit = audit_dataset(ds)  # 0 unless a held-out target is seen in training
+        row["leaked_targets"] = audit.leaked if audit.positions_known else "unknown"
         rows.append(row)
     return rows
 

@@ -54,6 +54,17 @@ class Window:
             i -= 1
         return "\n".join(reversed(parts)) if parts else "\n".join(t.text for t in self.context)
 
+    def supervised_indices(self) -> list[int]:
+        """Indices of the turns training supervises: every responder turn after the window's
+        first querier turn. A responder turn with no query before it in the window is not a reply
+        to learn (the official code drops such a leading turn when training), and it may be a
+        held-out target of the neighbouring segment (see :mod:`qlearn.data.audit`)."""
+        first = next((i for i, t in enumerate(self.turns) if t.speaker != self.responder), None)
+        if first is None:
+            return []
+        return [i for i in range(first + 1, len(self.turns))
+                if self.turns[i].speaker == self.responder]
+
     @property
     def querier_index(self) -> int:
         """0-based querier label for losses and probes (``role_pair_id - 1``)."""
