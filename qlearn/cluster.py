@@ -1,4 +1,4 @@
-"""Query clustering (method.md §3): embed each window's query, k-means on the unit sphere.
+"""Query clustering (docs/method.md §3): embed each window's query, k-means on the unit sphere.
 
 The contrastive loss compares queriers *within* a cluster, so that two replies are contrasted only
 when they answer similar queries. Per responder: embed every training window's query with a
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .assets import MINILM, MINILM_HUB, cache_dir
 
-# Clusters per responder in the official configs (paper-reference.md §6); everyone else gets 5.
+# Clusters per responder in the official configs (docs/method.md §3); everyone else gets 5.
 PAPER_K = {"Sheldon": 10, "Leonard": 10, "Rachel": 10, "Ross": 10, "佟湘玉": 10, "白展堂": 10}
 QUERY_TEXTS = ("query", "last", "context")
 SINGLE_QUERIER_WARNING = "single querier: the contrastive loss has nothing to contrast here"

@@ -1,4 +1,4 @@
-"""Training: ``L = L_LM + λ·L_QC`` on transformers' ``Trainer`` (method.md §5-6).
+"""Training: ``L = L_LM + λ·L_QC`` on transformers' ``Trainer`` (docs/method.md §5-6).
 
 ``train(TrainConfig(...))`` or ``qlearn train --config configs/quick-cpu.yaml [--set k=v] [--resume]``:
 
@@ -61,7 +61,7 @@ def read_yaml(path, overrides: Sequence[str] = (), example: str = "--set a.b=1")
 
 @dataclass
 class TrainConfig:
-    """One training run. The defaults are the official settings (method.md §6); YAML recipes in
+    """One training run. The defaults are the official settings (docs/method.md §6); YAML recipes in
     ``configs/`` set every field. ``model`` is the :class:`QARConfig` (architecture + contrastive
     settings), ``data`` the :class:`BuildConfig`."""
 
