@@ -3,12 +3,14 @@
     from qlearn.data import BuildConfig, Dataset, build_dataset, save_mqdialog, load_mqdialog
     ds = build_dataset("friends", "Ross")          # root defaults to $QLEARN_DATA_ROOT
 """
+from .audit import AuditReport, audit_dataset, audit_path
 from .mqdialog import load_mqdialog, save_mqdialog
 from .pipeline import BuildConfig, Dataset, all_responders, build_dataset, build_from_show
+from .planted import planted_dataset
 from .readers import DataError, read_show
 from .synthetic import synthetic_dataset
 from .types import Turn, Window
 
-__all__ = ["BuildConfig", "Dataset", "DataError", "Turn", "Window", "all_responders",
-           "build_dataset", "build_from_show", "load_mqdialog", "read_show", "save_mqdialog",
+__all__ = ["AuditReport", "audit_dataset", "audit_path", "BuildConfig", "Dataset", "DataError", "Turn", "Window", "all_responders",
+           "build_dataset", "build_from_show", "load_mqdialog", "planted_dataset", "read_show", "save_mqdialog",
            "synthetic_dataset"]

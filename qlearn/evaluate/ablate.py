@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from .baselines import PROMPT_BASELINES, baseline_replies, model_replies
-from .metrics import guess_lang, paired_test, rouge_l, rouge_l_scores, score_all
+from .asker_fit import asker_fit, asker_fit_scores
+from .metrics import bootstrap_ci, guess_lang, paired_test, rouge_l, rouge_l_scores, score_all
 
 # trained systems: TrainConfig overrides (dotted keys) on top of the shared ``train:`` block
 SYSTEMS = {
@@ -63,6 +64,9 @@ class EvalConfig:
     diff_windows: int = 0  # querier differentiation on this many test windows (0 = off)
     diff_askers: int = 4
     diff_systems: list[str] = field(default_factory=lambda: ["Zero-shot", "FT", "Ours"])
+    # learning curve: every saved checkpoint of these systems scored on *test* (figure only,
+    # never selection); needs train.save_steps and save_total_limit: null
+    curve_systems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class AblateConfig:
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by every trained system
     custom: dict = field(default_factory=dict)  # extra systems: name -> TrainConfig overrides
     sweep: dict = field(default_factory=dict)  # key -> values: systems "Ours (key=value)"
+    seeds: list[int] = field(default_factory=list)  # train seeds: each trained system once per seed
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str | None = None  # default results/<name>
     work_dir: str | None = None  # default runs/ablate/<name>
@@ -88,6 +93,21 @@ class AblateConfig:
         if bad:
             raise ValueError(f"{where}: unknown eval.{bad[0]}; valid: "
                              f"{sorted(f.name for f in dataclasses.fields(EvalConfig))}")
+        from ..errors import ConfigError, check_fields, check_range
+
+        d = check_fields(cls, d, where)  # types, before any work starts
+        if not isinstance(ev, dict):
+            raise ConfigError(f"{where}: eval must be a mapping of EvalConfig fields, got {ev!r}")
+        ev = check_fields(EvalConfig, ev, where, prefix="eval.")
+        for name in ("n_test", "n_val"):
+            v = ev.get(name)
+            check_range(v is None or v >= 1, where, f"eval.{name}", v, "use >= 1, or null for all")
+        for name in ("max_new_tokens", "batch_size"):
+            if name in ev:
+                check_range(ev[name] >= 1, where, f"eval.{name}", ev[name], "use an integer >= 1")
+        if "diff_windows" in ev:
+            check_range(ev["diff_windows"] >= 0, where, "eval.diff_windows", ev["diff_windows"],
+                        "use 0 (off) or a positive number")
         d["eval"] = EvalConfig(**ev)
         cfg = cls(**d)
         for key, values in cfg.sweep.items():
@@ -101,7 +121,20 @@ class AblateConfig:
             raise ValueError(f"{where}: unknown system(s) {unknown}; built in: "
                              f"{list(PROMPT_BASELINES) + list(SYSTEMS) + [PER_QUERIER]}; define "
                              "others under custom:")
+        table = {**SYSTEMS, PER_QUERIER: {}, **cfg.custom}
+        for s in cfg.systems:  # one run per (system, seed), cached like any system
+            for k in ([] if s in PROMPT_BASELINES else cfg.seeds):
+                cfg.custom.setdefault(seeded(s, k), {**table[s], "seed": int(k)})
+        for s in cfg.systems:  # every trained system's recipe is checked now, not mid-grid
+            if s not in PROMPT_BASELINES:
+                cfg.train_config(s)
         return cfg
+
+    def runs(self, system: str) -> list[str]:
+        """The runs of a system: one per seed of ``seeds`` (prompting baselines: one)."""
+        if system in PROMPT_BASELINES or not self.seeds:
+            return [system]
+        return [seeded(system, k) for k in self.seeds]
 
     @classmethod
     def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "AblateConfig":
@@ -134,6 +167,15 @@ def _set(d: dict, dotted: str, value) -> None:
     for p in parents:
         d = d.setdefault(p, {})
     d[leaf] = value
+
+
+def seeded(system: str, seed: int) -> str:
+    return f"{system} [seed {seed}]"
+
+
+def unseeded(run: str) -> str:
+    """The system of a run name (``"FT [seed 7]"`` -> ``"FT"``)."""
+    return re.sub(r" \[seed -?\d+\]$", "", run)
 
 
 def slug(name: str) -> str:
@@ -223,6 +265,10 @@ class Grid:
         return self._base
 
     def embedder(self):
+        """MiniLM for English; None for Chinese, so that Few-shot and the asker classifier each fit
+        the language-fit embedder on their own training texts (``qlearn.cluster.fit_embedder``)."""
+        if getattr(self, "lang", "en") == "zh":
+            return None
         if self._embedder is None:
             from ..assets import load_embedder
 
@@ -251,7 +297,7 @@ class Grid:
             emb = self.embedder() if system == "Few-shot" else None
             rec["predictions"] = baseline_replies(system, model, tok, self.test, self.ds.train,
                                                   embedder=emb, **self._gen())
-        elif system == PER_QUERIER:
+        elif unseeded(system) == PER_QUERIER:
             from .per_querier import per_querier_replies, train_per_querier
 
             tc = self.cfg.train_config(system)
@@ -331,23 +377,159 @@ class Grid:
         self.data()
         print(f"qlearn ablate: {self.info}")
         refs = [w.reply for w in self.test]
+        checker = self.checker()
+        runs_of = {s: cfg.runs(s) for s in cfg.systems}
         recs, rows = {}, []
-        for system in cfg.systems:
-            print(f"qlearn ablate: === {system} ===")
-            recs[system] = self.replies(system)
-        per_window = {s: rouge_l_scores(r["predictions"], refs, self.lang) for s, r in recs.items()}
-        ref_sys = cfg.eval.reference if cfg.eval.reference in recs else None
-        for system, rec in recs.items():
-            row = {"system": system, **score_all(rec["predictions"], refs, self.lang,
-                                                 cfg.eval.stopwords, cfg.eval.seed)}
+        for system, runs in runs_of.items():
+            for run in runs:
+                print(f"qlearn ablate: === {run} ===")
+                recs[run] = self.replies(run)
+        # per window: the mean over a system's seeds (paired tests compare these)
+        per_run = {r: rouge_l_scores(rec["predictions"], refs, self.lang) for r, rec in recs.items()}
+        per_window = {s: list(np.mean([per_run[r] for r in rs], axis=0)) for s, rs in runs_of.items()}
+        fit_run, fit = {}, {}
+        if checker:
+            fit_run = {r: [100 * x for x in asker_fit_scores(rec["predictions"], *checker)]
+                       for r, rec in recs.items()}
+            fit = {s: list(np.mean([fit_run[r] for r in rs], axis=0)) for s, rs in runs_of.items()}
+        ref_sys = self.reference(per_window, fit)
+        seed = cfg.eval.seed
+        for system, runs in runs_of.items():
+            scored = [score_all(recs[r]["predictions"], refs, self.lang, cfg.eval.stopwords, seed)
+                      for r in runs]
+            row = {"system": system, **{k: float(np.mean([d[k] for d in scored])) for k in scored[0]}}
+            row["n"] = len(refs)
+            if len(runs) > 1:  # CI over windows of the seed-averaged per-window score
+                ci = bootstrap_ci(per_window[system], seed=seed)
+                row.update(rougeL=ci.mean, rougeL_low=ci.low, rougeL_high=ci.high, seeds=len(runs),
+                           rougeL_seeds="/".join(f"{np.mean(per_run[r]):.2f}" for r in runs))
+            if checker:
+                ci = bootstrap_ci(fit[system], seed=seed)
+                shares = [asker_fit(recs[r]["predictions"], *checker, seed=seed) for r in runs]
+                row.update(asker_fit=ci.mean, asker_fit_low=ci.low, asker_fit_high=ci.high,
+                           other_rule=100 * float(np.mean([x["other_rule"] for x in shares])),
+                           no_rule=100 * float(np.mean([x["no_rule"] for x in shares])),
+                           chance=100 * float(np.mean([x["chance"] for x in shares])))
+                if len(runs) > 1:
+                    row["asker_fit_seeds"] = "/".join(f"{np.mean(fit_run[r]):.1f}" for r in runs)
             if ref_sys and system != ref_sys:
-                t = paired_test(per_window[system], per_window[ref_sys], seed=cfg.eval.seed)
+                t = paired_test(per_window[system], per_window[ref_sys], seed=seed)
                 row.update({f"diff_vs_{slug(ref_sys)}": t.diff, f"p_vs_{slug(ref_sys)}": t.p_value})
+                if checker:
+                    t = paired_test(fit[system], fit[ref_sys], seed=seed)
+                    row.update({f"fit_diff_vs_{slug(ref_sys)}": t.diff,
+                                f"fit_p_vs_{slug(ref_sys)}": t.p_value})
             if cfg.eval.diff_windows and system in cfg.eval.diff_systems:
-                row.update(self.differentiation(system, rec))
-            row.update({k: rec.get(k) for k in ("checkpoint", "val_rougeL", "train_s", "gen_s")})
+                row.update(self.differentiation(runs[0], recs[runs[0]]))
+            first = recs[runs[0]]
+            row.update({k: first.get(k) for k in ("checkpoint", "val_rougeL")})
+            row.update({k: round(float(np.mean([recs[r].get(k) or 0.0 for r in runs])), 1)
+                        for k in ("train_s", "gen_s")})  # per run (the mean over seeds)
             rows.append(row)
-        return write_outputs(rows, cfg, self.info, self.command)
+        if ref_sys:
+            cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, reference=ref_sys))
+        out = write_outputs(rows, cfg, self.info, self.command)
+        self._write_runs(recs, per_run, fit_run, out)
+        if cfg.eval.curve_systems:
+            plot_curve(self.curve(checker), out / "learning_curve.csv", out / "learning_curve.png",
+                       zero_shot=None if "Zero-shot" not in fit else float(np.mean(fit["Zero-shot"])))
+        return out
+
+    def checker(self):
+        """``(askers, rules)`` of the test windows when the data has a planted rule, else None."""
+        if not str(self.ds.source).startswith("planted"):
+            return None
+        from .asker_fit import window_rules
+
+        return window_rules(self.test)
+
+    def reference(self, per_window: dict, fit: dict) -> str | None:
+        """The system every other is tested against; ``"best Ours"``: the Ours variant with the
+        highest asker-fit (ROUGE-L when there is no checker)."""
+        ref = self.cfg.eval.reference
+        if ref == "best Ours":
+            ours = [s for s in per_window if s.startswith("Ours")]
+            score = fit or per_window
+            return max(ours, key=lambda s: float(np.mean(score[s]))) if ours else None
+        return ref if ref in per_window else None
+
+    def _write_runs(self, recs: dict, per_run: dict, fit_run: dict, out: Path) -> None:
+        """runs.csv: one row per (system, seed) run with its scores and compute time."""
+        with open(out / "runs.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["run", "system", "seed", "rougeL", "asker_fit", "checkpoint", "train_s",
+                        "gen_s"])
+            for run, rec in recs.items():
+                system = unseeded(run)
+                tseed = None if system in PROMPT_BASELINES else self.cfg.train_config(run).seed
+                w.writerow([run, system, tseed, round(float(np.mean(per_run[run])), 3),
+                            round(float(np.mean(fit_run[run])), 2) if run in fit_run else "",
+                            rec.get("checkpoint"), rec.get("train_s"), rec.get("gen_s")])
+
+    def curve(self, checker) -> list[dict]:
+        """Every saved checkpoint of the ``curve_systems`` runs, scored on test (cached)."""
+        from .baselines import model_replies
+
+        refs, ids = [w.reply for w in self.test], [w.id for w in self.test]
+        rows = []
+        for system in self.cfg.eval.curve_systems:
+            for run in self.cfg.runs(system):
+                tc = self.cfg.train_config(run)
+                path = self.cfg.work / "curve" / f"{slug(run)}.json"
+                key = self._key(run, ids)
+                cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+                if cache.get("key") != key:
+                    cache = {"key": key, "points": {}}
+                for c in _checkpoints(Path(tc.output_dir)):
+                    step = int(c.name.split("-")[1]) if c.name.startswith("checkpoint-") else tc.max_steps
+                    if str(step) not in cache["points"]:
+                        model, tok = load_trained(c, tc)
+                        cache["points"][str(step)] = model_replies(model, tok, self.test, **self._gen())
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
+                    preds = cache["points"][str(step)]
+                    row = {"system": system, "run": run, "seed": tc.seed, "step": step,
+                           "rougeL": rouge_l(preds, refs, self.lang)}
+                    if checker:
+                        row["asker_fit"] = 100 * float(np.mean(asker_fit_scores(preds, *checker)))
+                    rows.append(row)
+        return rows
+
+
+def plot_curve(rows: list[dict], csv_path, png_path, zero_shot: float | None = None):
+    """The learning curve: asker-fit (ROUGE-L without a checker) against the optimizer step,
+    one thin line per seed and the seed mean, per system."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
+    key = "asker_fit" if rows and "asker_fit" in rows[0] else "rougeL"
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, system in enumerate(dict.fromkeys(r["system"] for r in rows)):
+        color = f"C{i}"
+        mine = [r for r in rows if r["system"] == system]
+        for run in dict.fromkeys(r["run"] for r in mine):
+            pts = sorted((r["step"], r[key]) for r in mine if r["run"] == run)
+            ax.plot(*zip(*pts), color=color, alpha=0.3, lw=1)
+        steps = sorted({r["step"] for r in mine})
+        mean = [np.mean([r[key] for r in mine if r["step"] == s]) for s in steps]
+        ax.plot(steps, mean, color=color, lw=2.5, marker="o", label=f"{system} (mean of seeds)")
+    if zero_shot is not None and key == "asker_fit":
+        ax.axhline(zero_shot, color="gray", ls="--", lw=1, label="Zero-shot")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("asker-fit % (test)" if key == "asker_fit" else "ROUGE-L (test)")
+    ax.set_title("Learning curve on the test split (figure only; no selection)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return png_path
 
 
 def _fmt(v, digits=2):
@@ -362,6 +544,16 @@ def _selection_note(rows: list[dict], cfg: AblateConfig) -> str:
     if cfg.eval.select_on_val:
         return " Trained systems: the checkpoint with the best validation ROUGE-L (never test)."
     return " Trained systems: their final weights (no checkpoint selection, `select_on_val: false`)."
+
+
+def _fit_note(rows: list[dict], cfg: AblateConfig) -> str:
+    if not any("asker_fit" in r for r in rows):
+        return ""
+    seeds = f" Systems with several seeds: scores averaged over seeds per window, then CIs and " \
+            f"paired tests over windows (seeds {cfg.seeds})." if cfg.seeds else ""
+    return (" Asker-fit: % of replies that open with the asking querier's opener; chance = 100/N "
+            "of the replies that open with some querier's opener (N = 4: 25%), 0 for the "
+            "'no rule' ones; Δ asker-fit and p: the same paired test on per-window asker-fit." + seeds)
 
 
 def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str | None) -> Path:
@@ -386,6 +578,19 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
         cols += [("reply change", lambda r: _fmt(r.get("reply_change"), 1)),
                  ("asker recovery (chance)", lambda r: f"{r['asker_recovery']:.1f} ({r['chance']:.0f})"
                   if "asker_recovery" in r else "–")]
+    if any("asker_fit" in r for r in rows):  # the planted benchmark's checker
+        cols = [("asker-fit % [95% CI]", lambda r: f"{r['asker_fit']:.1f} [{r['asker_fit_low']:.1f}, "
+                 f"{r['asker_fit_high']:.1f}]"),
+                (f"Δ asker-fit vs {cfg.eval.reference} (p)", lambda r: (
+                    f"{r[f'fit_diff_vs_{ref}']:+.1f} ({r[f'fit_p_vs_{ref}']:.3f})")
+                 if f"fit_diff_vs_{ref}" in r else "–"),
+                ("no rule %", lambda r: _fmt(r["no_rule"], 1))] + [
+                    c for c in cols if c[0].startswith(("ROUGE-L [", "Δ vs", "reply", "asker rec"))]
+    if any("seeds" in r for r in rows):
+        cols += [("per seed: asker-fit / ROUGE-L", lambda r: f"{r.get('asker_fit_seeds', '–')} / "
+                  f"{r['rougeL_seeds']}" if "seeds" in r else "–"),
+                 ("train s / gen s per run", lambda r: f"{_fmt(r.get('train_s'), 0)} / "
+                  f"{_fmt(r.get('gen_s'), 0)}")]
     cols += [("checkpoint (val ROUGE-L)", lambda r: f"{r['checkpoint']} ({_fmt(r['val_rougeL'])})"
               if r.get("checkpoint") else "–")]
     lines = [f"# {cfg.name}: baselines, full method and ablations", ""]
@@ -394,7 +599,7 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     lines += [", ".join(f"{k}: {v}" for k, v in info.items()), "",
               f"Metrics ×100 on the same {info.get('test_used')} test windows; 95% bootstrap CIs; "
               f"Δ and p: paired difference in ROUGE-L and a sign-flip permutation test against "
-              f"{cfg.eval.reference}." + _selection_note(rows, cfg), "",
+              f"{cfg.eval.reference}." + _selection_note(rows, cfg) + _fit_note(rows, cfg), "",
               "| System | " + " | ".join(c for c, _ in cols) + " |",
               "|---|" + "---|" * len(cols)]
     lines += ["| " + r["system"] + " | " + " | ".join(fn(r) for _, fn in cols) + " |" for r in rows]
