@@ -66,7 +66,7 @@ class TrainConfig:
     settings), ``data`` the :class:`BuildConfig`."""
 
     # data
-    source: str = "bigbang"  # friends, bigbang, modernfamily, swordsman, palace, chitchat, synthetic
+    source: str = "bigbang"  # friends, bigbang, modernfamily, swordsman, palace, chitchat, synthetic, planted-*
     responder: str | None = "Sheldon"
     data_dir: str | None = None  # transcripts root; None = $QLEARN_DATA_ROOT
     data: BuildConfig = field(default_factory=BuildConfig)
@@ -156,6 +156,10 @@ def load_data(cfg: TrainConfig):
 
     if cfg.source == "synthetic":
         ds = synthetic_dataset(seed=cfg.data.seed)  # invented dialogues, its own BuildConfig
+    elif cfg.source in ("planted-visible", "planted-hidden"):  # qlearn.data.planted (Chit-Chat)
+        from .data.planted import planted_dataset
+
+        ds = planted_dataset(cfg.source.split("-")[1], seed=cfg.data.seed, root=cfg.data_dir)
     else:
         ds = build_dataset(cfg.source, cfg.responder, root=cfg.data_dir, config=cfg.data)
     if cfg.max_queriers is not None:
