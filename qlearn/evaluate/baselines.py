@@ -106,7 +106,11 @@ def querier_profiles(train: Sequence, n_terms: int = 8) -> dict[str, str]:
 
 
 class FewShotRetriever:
-    """Finds the k training windows whose dialogue text is most similar (MiniLM, cosine)."""
+    """Finds the k training windows whose dialogue text is most similar (cosine).
+
+    ``embedder=None``: the one that fits the language (``qlearn.cluster.fit_embedder``): MiniLM for
+    English, character n-grams fitted on the training dialogues for Chinese.
+    """
 
     def __init__(self, embedder=None, k: int = 5):
         self.embedder, self.k = embedder, k
@@ -114,12 +118,12 @@ class FewShotRetriever:
     def fit(self, train: Sequence) -> "FewShotRetriever":
         if len(train) < self.k:
             raise ValueError(f"Few-shot needs at least k={self.k} training windows, got {len(train)}")
-        if self.embedder is None:
-            from ..assets import load_embedder
+        from ..cluster import fit_embedder
 
-            self.embedder = load_embedder("minilm")
         self.train_ = list(train)
-        self.emb_ = self._embed([_plain(w.context) for w in self.train_])
+        texts = [_plain(w.context) for w in self.train_]
+        self.embedder = fit_embedder(texts, self.embedder)
+        self.emb_ = self._embed(texts)
         return self
 
     def _embed(self, texts):

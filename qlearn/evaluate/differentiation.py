@@ -47,7 +47,11 @@ def replies_by_asker(model, tokenizer, windows: Sequence, askers: Sequence[str],
 
 
 class AskerClassifier:
-    """Which querier was a reply addressed to? MiniLM embeddings + logistic regression."""
+    """Which querier was a reply addressed to? Reply embeddings + logistic regression.
+
+    ``embedder=None``: the one that fits the language (``qlearn.cluster.fit_embedder``): MiniLM for
+    English, character n-grams fitted on the training replies for Chinese.
+    """
 
     def __init__(self, embedder=None, C: float = 1.0):
         self.embedder, self.C = embedder, C
@@ -59,15 +63,14 @@ class AskerClassifier:
     def fit(self, windows: Sequence, askers: Sequence[str]) -> "AskerClassifier":
         from sklearn.linear_model import LogisticRegression
 
-        if self.embedder is None:
-            from ..assets import load_embedder
+        from ..cluster import fit_embedder
 
-            self.embedder = load_embedder("minilm")
         train = [w for w in windows if w.querier in set(askers)]
         missing = set(askers) - {w.querier for w in train}
         if missing:
             raise ValueError(f"no training replies addressed to {sorted(missing)}: choose askers "
                              "that occur in the training split")
+        self.embedder = fit_embedder([w.reply for w in train], self.embedder)
         self.clf_ = LogisticRegression(C=self.C, max_iter=2000, class_weight="balanced")
         self.clf_.fit(self._embed(w.reply for w in train), [w.querier for w in train])
         self.classes_ = list(self.clf_.classes_)
