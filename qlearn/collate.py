@@ -20,7 +20,10 @@ window is context only, see ``qlearn.data.audit``), and the querier representati
 the responder's tokens. Each window also gives its querier
 index (``role_pair_id - 1``) and cluster id (0 when the window has none: one cluster).
 
-Windows longer than ``max_length`` tokens lose whole turns from the left (the final responder turn
+A tokenizer whose family has a start-of-text token (Llama-3's ``<|begin_of_text|>``,
+``qlearn.template.start_of_text``) gets it once, first, with label -100; it counts towards
+``max_length`` and survives truncation. Windows longer than ``max_length`` tokens lose whole turns
+from the left (the final responder turn
 is always kept; if it alone is too long, its first tokens go). ``Collator.stats`` counts them.
 Batches are right-padded with a pad token that must differ from the turn-end token.
 """
@@ -51,6 +54,8 @@ class Collator:
                 f"tokenizer pad token {tokenizer.pad_token!r} is missing or equals the turn-end token "
                 f"{self.fmt.end!r}: padding would hide every turn end. Load the tokenizer with "
                 "qlearn.assets.load_lm/load_tokenizer or call qlearn.assets.ensure_distinct_pad(tokenizer).")
+        # the start-of-text token, once at the start (none for ChatML tokenizers)
+        self.bos_ids = [tokenizer.convert_tokens_to_ids(self.fmt.bos)] if self.fmt.bos else []
         self.stats = {"windows": 0, "truncated_turns": 0, "truncated_tokens": 0}
         self._warned = False
 
@@ -81,12 +86,15 @@ class Collator:
                                   supervised=i in labelled) for i, t in enumerate(window.turns)]
         total = sum(len(t[0]) for t in turns)
         dropped = 0
-        while total > self.max_length and len(turns) > 1:  # drop whole turns from the left
+        limit = self.max_length - len(self.bos_ids)  # the start-of-text token is kept first
+        while total > limit and len(turns) > 1:  # drop whole turns from the left
             total -= len(turns.pop(0)[0])
             dropped += 1
         ids, labels, mask = (sum((t[k] for t in turns), []) for k in range(3))
-        cut = max(0, len(ids) - self.max_length)  # the final turn alone is still too long
+        cut = max(0, len(ids) - limit)  # the final turn alone is still too long
         ids, labels, mask = ids[cut:], labels[cut:], mask[cut:]
+        n = len(self.bos_ids)
+        ids, labels, mask = self.bos_ids + ids, [IGNORE] * n + labels, [0] * n + mask
         self.stats["windows"] += 1
         self.stats["truncated_turns"] += dropped
         self.stats["truncated_tokens"] += cut

@@ -27,7 +27,9 @@ def generate_replies(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
     try:
         starts = range(0, len(prompts), batch_size)
         for i in tqdm(starts, desc="generate", disable=not progress or len(starts) < 2):
-            batch = tokenizer(list(prompts[i:i + batch_size]), return_tensors="pt", padding=True,
+            part = [p if fmt.bos and p.startswith(fmt.bos) else fmt.bos + p  # start-of-text, once
+                    for p in prompts[i:i + batch_size]]
+            batch = tokenizer(part, return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
             kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                           eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
@@ -39,3 +41,4 @@ def generate_replies(model, tokenizer, prompts: Sequence[str], max_new_tokens: i
     finally:
         tokenizer.padding_side = side
     return replies
+    Each prompt gets the family's start-of-text token once (``TurnFormat.bos``; none for ChatML).
