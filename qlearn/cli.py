@@ -2,6 +2,11 @@
 
 Each subcommand has one ``_add_<name>`` function (its options) and one ``_run_<name>`` function
 (which imports the library lazily, so ``qlearn --help`` stays fast).
+
+Errors: a user mistake (:class:`qlearn.errors.QlearnError`) is printed as one line
+``qlearn <command>: <problem and fix>`` with exit status 1; any other exception as one line
+naming its type. ``qlearn --debug ...`` or ``QLEARN_DEBUG=1`` shows the traceback.
+Warnings (:class:`qlearn.errors.QlearnWarning`) are one ``qlearn: warning: ...`` line each.
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ def _add_generate(sub):
                        description="Greedy reply to --text. With --responder and --querier the "
                        "prompt uses qlearn's turn template (speaker names on every turn); "
                        "otherwise the tokenizer's chat template.")
-    p.add_argument("--model", default=SMOLLM2, help="short name, hub id or local folder (default: %(default)s)")
-    p.add_argument("--adapter", help="folder of a trained qlearn model (save_pretrained output)")
+    p.add_argument("--model", default=None, help="short name, hub id or local folder (default: the "
+                   f"adapter's base model, else {SMOLLM2}; 'tiny' = the tests' random Llama)")
+    p.add_argument("--adapter", help="folder of a trained qlearn model (save_pretrained output, or "
+                   "the `qlearn train` run folder)")
     p.add_argument("--text", required=True, help="the query")
     p.add_argument("--responder", help="who answers (renders the turn template)")
     p.add_argument("--querier", help="who asks (renders the turn template)")
@@ -29,18 +36,68 @@ def _add_generate(sub):
     p.add_argument("--device", default=None)
 
 
+def _adapter_info(folder) -> dict:
+    """An adapter folder's config (checked) plus, from its run's data.json, the responder and the
+    queriers it was trained on (empty when the folder is not inside a run)."""
+    import json
+    from pathlib import Path
+
+    from .model import CONFIG_FILE, read_adapter_config
+
+    folder = Path(folder)
+    if (folder / "final" / CONFIG_FILE).exists():  # the run folder itself
+        folder = folder / "final"
+    meta = read_adapter_config(folder)
+    meta["folder"] = str(folder)
+    for run in (folder, folder.parent):
+        try:
+            data = json.loads((run / "data.json").read_text(encoding="utf-8"))
+            meta.update(queriers=list(data.get("queriers") or []), responder=data.get("responder"))
+        except (ValueError, OSError, AttributeError, TypeError):
+            continue
+        if (run / "train_config.yaml").exists():  # the base model it was trained on
+            import yaml
+
+            try:
+                tc = yaml.safe_load((run / "train_config.yaml").read_text(encoding="utf-8")) or {}
+                meta.update(base_model=tc.get("base_model"), seed=tc.get("seed", 42))
+            except (yaml.YAMLError, OSError, AttributeError):
+                pass
+        break
+    return meta
+
+
 def _run_generate(args):
-    from .assets import load_lm
+    from .assets import load_lm, tiny_lm
+    from .errors import InputError, warn
     from .generation import generate_replies
     from .template import render_dialogue, turn_format
 
+    if not args.text.strip():
+        raise InputError("--text is empty: give the message to reply to, e.g. --text 'How are you?'")
     if bool(args.responder) != bool(args.querier):
-        sys.exit("qlearn generate: give both --responder and --querier, or neither")
-    model, tokenizer = load_lm(args.model, dtype=args.dtype, device=args.device)
+        raise InputError("give both --responder and --querier, or neither")
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens {args.max_new_tokens}: use a positive number")
+    if args.adapter:
+        info = _adapter_info(args.adapter)  # checks the folder before the base model is loaded
+        known = info.get("queriers") or []
+        if args.querier and known and args.querier not in known:
+            warn(f"--querier {args.querier!r} is not one of the {len(known)} queriers this adapter "
+                 f"was trained on ({', '.join(known[:8])}{', ...' if len(known) > 8 else ''}); "
+                 "its reply is not querier-aware for an unknown querier")
+        if args.responder and info.get("responder") and args.responder != info["responder"]:
+            warn(f"--responder {args.responder!r}: this adapter was trained to speak as "
+                 f"{info['responder']!r}")
+    name = args.model or (info.get("base_model") if args.adapter else None) or SMOLLM2
+    if name == "tiny":
+        model, tokenizer = tiny_lm(seed=info.get("seed", 42) if args.adapter else 0)
+    else:
+        model, tokenizer = load_lm(name, dtype=args.dtype, device=args.device)
     if args.adapter:
         from .model import QuerierAwareLM
 
-        model = QuerierAwareLM.from_pretrained(model, args.adapter).eval()
+        model = QuerierAwareLM.from_pretrained(model, info["folder"]).eval()
     if args.responder:
         prompt = render_dialogue(turn_format(tokenizer), [(args.querier, args.text)], args.responder)
     else:
@@ -74,12 +131,17 @@ def _add_data(sub):
     b.add_argument("--all", action="store_true", help="every MQDialog responder + one chitchat")
     b.add_argument("--out", default="runs/data", help="output folder (default: %(default)s)")
     b.add_argument("--seed", type=int, default=0, help="segment split seed (default: 0)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT/<source>_<responder> folder (atomically)")
     s = dsub.add_parser("stats", help="print (and with --out save) the statistics table of every "
                         "responder")
     s.add_argument("--out", help="also write stats.md and stats.csv here")
     s.add_argument("--seed", type=int, default=0)
     for q in (b, s):
         q.add_argument("--root", help="transcripts folder (default: $QLEARN_DATA_ROOT)")
+        q.add_argument("--no-verify", action="store_true",
+                       help="skip the sha256 check of the transcripts against the download "
+                       "manifests (for deliberately edited local files)")
     a = dsub.add_parser("audit", help="check that no val/test target is seen in training",
                         description="Leak audit of a built dataset (qlearn.data.audit): val/test "
                         "targets supervised in, or part of, a training window (by source "
@@ -97,6 +159,8 @@ def _run_data(args):
     from .data.audit import audit_dataset
     from .data.stats import dropped_markdown, stats_rows, to_markdown, write_stats
 
+    if getattr(args, "no_verify", False):
+        os.environ["QLEARN_NO_VERIFY"] = "1"
     try:
         if args.data_command == "download":
             from .data.download import PINS, download
@@ -123,10 +187,18 @@ def _run_data(args):
         else:
             sys.exit("qlearn data build: give --source (and --responder), or --all")
         built = [build_dataset(src, r, root=args.root, config=cfg) for src, r in pairs]
+        from .errors import warn
+
+        for ds in built:
+            if len(ds.queriers) < 2:
+                warn(f"{ds.source}/{ds.responder} has a single querier ({', '.join(ds.queriers)}): "
+                     "querier-aware training learns nothing querier-specific from it (the "
+                     "contrastive loss is 0 on every step; `qlearn train` refuses it)")
         out = getattr(args, "out", None)
         if args.data_command == "build":
             for ds in built:
-                folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"))
+                folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"),
+                                       overwrite=args.overwrite)
                 print(f"{ds!r} -> {folder}")
                 print(audit_dataset(ds).summary_line())
             if len(built) == 1:
@@ -136,7 +208,7 @@ def _run_data(args):
             md, csv = write_stats(built, out)
             print(f"saved {md} and {csv}")
     except DataError as e:
-        sys.exit(f"qlearn data: {e}")
+        _exit("data", e)
 
 
 def _add_cluster(sub):
@@ -166,10 +238,19 @@ def _k_range(text: str) -> list[int]:
     try:
         if "-" in text:
             lo, hi = map(int, text.split("-"))
-            return list(range(lo, hi + 1))
-        return [int(k) for k in text.split(",")]
+            ks = list(range(lo, hi + 1))
+            if not ks:
+                sys.exit(f"qlearn cluster: --k-range {text!r} is empty; write low-high, e.g. 2-15")
+            if lo < 2:
+                sys.exit(f"qlearn cluster: --k-range {text!r}: every k must be >= 2, e.g. 2-15")
+            return ks
+        ks = [int(k) for k in text.split(",")]
     except ValueError:
         sys.exit(f"qlearn cluster: --k-range {text!r} is not like 2-15 or 5,10,15")
+    if not ks or min(ks) < 2:
+        sys.exit(f"qlearn cluster: --k-range {text!r}: every k must be >= 2 (a selection score "
+                 "needs two clusters), e.g. 2-15")
+    return ks
 
 
 def _run_cluster(args):
@@ -179,7 +260,12 @@ def _run_cluster(args):
     try:
         ds = load_mqdialog(args.data)
     except DataError as e:
-        sys.exit(f"qlearn cluster: {e}")
+        _exit("cluster", e)
+    if args.k is not None and args.k < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--k {args.k}: the number of clusters must be >= 1 (1 = one cluster, "
+                          "i.e. no clustering); omit --k for the paper's value")
     k = args.k or default_k(ds.responder, ds.source)
     print(f"qlearn cluster: {ds}, k = {k}" + ("" if args.k else " (the paper's value)"))
     qc = QueryClusterer(n_clusters=k, embedder=args.embedder, query_text=args.query_text,
@@ -187,9 +273,12 @@ def _run_cluster(args):
     try:
         res = cluster_and_report(ds, args.out, ks=_k_range(args.k_range), clusterer=qc)
     except ValueError as e:
-        sys.exit(f"qlearn cluster: {e}")
+        _exit("cluster", e)
     cols = ["cluster", "size", "n_queriers", "mix", "warning"]
     print(res["report"][cols].to_string(index=False))
+    print("coverage: " + coverage_line(res["coverage"], "training-query"))
+    if res.get("heldout_coverage"):
+        print("held-out: " + coverage_line(res["heldout_coverage"], "val/test-query"))
     for key, path in res["paths"].items():
         print(f"  {key:17s} {path}")
 
@@ -205,15 +294,16 @@ def _add_train(sub):
                    help="override one field, e.g. output_dir=runs/x or model.rank=16 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint in output_dir (weights, optimizer, memories)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the sha256 check of the transcripts against the download manifests")
 
 
 def _run_train(args):
     from .train import TrainConfig, train
 
-    try:
-        cfg = TrainConfig.from_yaml(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"qlearn train: {e}")
+    if args.no_verify:
+        os.environ["QLEARN_NO_VERIFY"] = "1"
+    cfg = TrainConfig.from_yaml(args.config, args.overrides)
     run = train(cfg, resume=args.resume)
     print(f"qlearn train: done; metrics, probe and figures in {run}, the model in {run / 'final'}")
 
@@ -242,6 +332,12 @@ def _add_evaluate(sub):
 def _run_evaluate(args):
     from .evaluate.ablate import evaluate_run
 
+    from .errors import InputError
+
+    if args.n is not None and args.n < 1:
+        raise InputError(f"--n {args.n}: evaluate at least one window (omit --n for all of them)")
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise InputError("--max-new-tokens and --batch-size must be positive")
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     try:
         evaluate_run(args.model, args.data, out=args.out, split=args.split, n=args.n,
@@ -249,7 +345,7 @@ def _run_evaluate(args):
                      batch_size=args.batch_size, do_sample=args.sample,
                      command="qlearn " + shlex.join(sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"qlearn evaluate: {e}")
+        _exit("evaluate", e)
 
 
 def _add_ablate(sub):
@@ -269,30 +365,77 @@ def _run_ablate(args):
     try:
         ablate(args.config, args.set, command="qlearn " + shlex.join(sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"qlearn ablate: {e}")
+        _exit("ablate", e)
 
 
 COMMANDS = ["demo", "data", "cluster", "train", "generate", "evaluate", "ablate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    print("coverage: " + coverage_line(res["coverage"], "training-query"))
-    if res.get("heldout_coverage"):
-        print("held-out: " + coverage_line(res["heldout_coverage"], "val/test-query"))
     parser = argparse.ArgumentParser(
         prog="qlearn", description="Querier-aware LLM personalization: course library and tools.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (or set QLEARN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         globals()[f"_add_{name}"](sub)
     return parser
 
 
+def _exit(command: str, e: Exception):
+    """One line ``qlearn <command>: <message>`` and exit 1; the traceback under --debug."""
+    from .errors import debug_enabled
+
+    if debug_enabled():
+        raise e
+    sys.exit(f"qlearn {command}: {' '.join(str(e).split())}")
+
+
+def _one_line_warnings():
+    """Print qlearn's warnings as ``qlearn: warning: ...`` (one line, no source line)."""
+    import warnings
+
+    from .errors import QlearnWarning
+
+    show = warnings.showwarning
+    if getattr(show, "_qlearn", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, QlearnWarning):
+            print(f"qlearn: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning._qlearn = True
+    warnings.showwarning = showwarning
+    warnings.simplefilter("always", QlearnWarning)
+
+
 def main(argv=None):
+    from .errors import QlearnError, debug_enabled, one_line
+
     args = build_parser().parse_args(argv)
     run = globals().get(f"_run_{args.command}")
     if run is None:
         sys.exit(f"qlearn {args.command}: not built yet in this version")
-    run(args)
+    if args.debug:
+        os.environ["QLEARN_DEBUG"] = "1"
+    debug = debug_enabled()
+    _one_line_warnings()
+    try:
+        run(args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except QlearnError as e:
+        if debug:
+            raise
+        raise SystemExit(f"qlearn {args.command}: {one_line(e)}") from None
+    except Exception as e:
+        if debug:
+            raise
+        raise SystemExit(f"qlearn {args.command}: {one_line(e)} (run `qlearn --debug "
+                         f"{args.command} ...` for the traceback)") from None
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from transformers.utils import ModelOutput
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
 FUSIONS = ("mean", "sum", "residual")
 INITS = ("normal", "zero")
+SPECIFIC_MLPS = ("low_rank", "copy_lora", "full_random", "copy_full")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 WEIGHTS_FILE = "qlearn_model.safetensors"
 CONFIG_FILE = "qlearn_config.json"
@@ -53,8 +54,16 @@ CONFIG_FILE = "qlearn_config.json"
 class QARConfig:
     """Everything that defines a querier-aware model (and the contrastive settings training reads).
 
-    rank: rank k of the specific low-rank MLPs; ``None`` = a full-size MLP copied from the pretrained
-        one and trained in full (the "w/o low-rank" ablation).
+    rank: rank k of the specific low-rank MLPs (``specific_mlp="low_rank"``). ``None`` with no
+        ``specific_mlp`` keeps its old meaning, ``"copy_full"``.
+    specific_mlp: what each layer's specific MLP is (``SPECIFIC_MLPS``; default from ``rank``):
+        ``"low_rank"`` — the method: a new SwiGLU of width ``rank``, random init (``specific_init``);
+        ``"copy_lora"`` — the official "w/o low-rank": a frozen copy of the pretrained MLP with
+        LoRA (``lora_r``, ``lora_alpha``, ``lora_dropout``) on its three matrices, so it starts as
+        the pretrained MLP; ``"full_random"`` — the control that changes only the width: a new
+        SwiGLU of the pretrained ``intermediate_size`` with the low-rank one's random init;
+        ``"copy_full"`` — a copy of the pretrained MLP trained in full (qlearn's old "w/o
+        low-rank"; ~5.6 B trainable parameters at Llama-3-8B size).
     lora_r, lora_alpha, lora_dropout, lora_targets: peft LoRA on the shared attention and the general
         MLP. ``lora_r=0`` (or no targets) means no LoRA.
     fusion: "mean" (official), "sum", or "residual" (norm(h) + α·norm_specific(s), α starts at 0).
@@ -83,11 +92,19 @@ class QARConfig:
     qc_weight: float = 0.5
     qc_clip: float = 10.0
     qc_center: bool = True
+    specific_mlp: str | None = None
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)
         if self.layers is not None:
             self.layers = tuple(int(i) for i in self.layers)
+        if self.specific_mlp is None:  # backward compatible: rank=None was the full-training copy
+            self.specific_mlp = "copy_full" if self.rank is None else "low_rank"
+        if self.specific_mlp not in SPECIFIC_MLPS:
+            raise ValueError(f"QARConfig.specific_mlp={self.specific_mlp!r}: use one of "
+                             f"{SPECIFIC_MLPS}")
+        if self.specific_mlp == "low_rank" and self.rank is None:
+            raise ValueError("QARConfig.specific_mlp='low_rank' needs a rank (e.g. model.rank=64)")
         if self.fusion not in FUSIONS:
             raise ValueError(f"QARConfig.fusion={self.fusion!r}: use one of {FUSIONS}")
         if self.specific_init not in INITS:
@@ -97,6 +114,24 @@ class QARConfig:
                              "full-size specific MLP")
         if self.lora_r < 0:
             raise ValueError(f"QARConfig.lora_r={self.lora_r}: use 0 (no LoRA) or a positive int")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Ranges of the contrastive settings (types are checked by ``TrainConfig.from_dict``)."""
+        from .errors import ConfigError
+
+        rules = [("qc_weight", self.qc_weight >= 0, ">= 0 (0 = the 'w/o contrastive' ablation; a "
+                  "negative weight would maximise the contrastive loss)"),
+                 ("temperature", self.temperature > 0, "> 0"),
+                 ("n_views", self.n_views >= 1, ">= 1"), ("view_dim", self.view_dim >= 1, ">= 1"),
+                 ("memory_size", self.memory_size >= 1, ">= 1"),
+                 ("qc_clip", self.qc_clip is None or self.qc_clip > 0, "> 0"),
+                 ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+                 ("lora_alpha", self.lora_alpha > 0, "> 0")]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ConfigError(f"QARConfig.{name}={getattr(self, name)!r}: must be {rule}; "
+                                  f"set model.{name} in the recipe or with --set model.{name}=...")
 
     @property
     def use_lora(self) -> bool:
@@ -111,7 +146,41 @@ class QARConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown QARConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        from .errors import check_fields
+
+        return cls(**check_fields(cls, d, "QARConfig", prefix="model."))
+
+
+def read_adapter_config(path) -> dict:
+    """The ``qlearn_config.json`` of a :meth:`QuerierAwareLM.save_pretrained` folder, checked:
+    ``{"base": {...}, "qar_config": {...}, "qar": QARConfig}``; a missing, unreadable or
+    incomplete folder raises :class:`~qlearn.errors.ModelLoadError` naming the file and fix."""
+    from .errors import ModelLoadError, ModelNotFoundError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{path}: no such model folder (it needs {CONFIG_FILE} and "
+                                 f"{WEIGHTS_FILE}); give a `qlearn train` run folder, its final/ "
+                                 "or a checkpoint-N/")
+    if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
+        raise ModelNotFoundError(f"{path} is not a qlearn model folder: it needs {CONFIG_FILE} and "
+                             f"{WEIGHTS_FILE} (written by QuerierAwareLM.save_pretrained, e.g. "
+                             "<run>/final/)")
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        where = f", line {e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise ModelLoadError(f"{path / CONFIG_FILE}{where}: not valid JSON ({e}); the folder is "
+                             "damaged: copy it again or retrain") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("base"), dict) or not isinstance(
+            meta.get("qar_config"), dict):
+        raise ModelLoadError(f"{path / CONFIG_FILE}: lacks the 'base' and 'qar_config' objects "
+                             "that save_pretrained writes; not a qlearn model config")
+    try:
+        meta["qar"] = QARConfig.from_dict(meta["qar_config"])
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{path / CONFIG_FILE}: bad qar_config ({e})") from e
+    return meta
 
 
 @dataclass
@@ -140,6 +209,44 @@ class SwiGLU(nn.Module):
     def forward(self, x):
         y = x.to(self.w_gate.weight.dtype)
         return self.w_down(self.act(self.w_gate(y)) * self.w_up(y)).to(x.dtype)
+
+
+class LoRASwiGLU(nn.Module):
+    """A frozen copy of a pretrained SwiGLU MLP with LoRA on its three matrices (``copy_lora``).
+
+    ``W x + (α/r)·B A dropout(x)`` per matrix, A Kaiming-uniform and B zero as in peft, so it starts
+    exactly as the pretrained MLP. The copy keeps the base model's dtype; A and B use ``dtype``.
+    Names ``w_*``/``adapt_*`` keep peft's own LoRA (which targets ``*_proj``) off it.
+    """
+
+    def __init__(self, mlp: nn.Module, act: str, r: int, alpha: float, dropout: float, dtype=None):
+        super().__init__()
+        self.w_gate, self.w_up, self.w_down = (copy.deepcopy(mlp.gate_proj), copy.deepcopy(mlp.up_proj),
+                                               copy.deepcopy(mlp.down_proj))
+        self.requires_grad_(False)
+        self.act, self.scale, self.drop = ACT2FN[act], alpha / r, nn.Dropout(dropout)
+        dev = self.w_down.weight.device
+        self.adapt_a = nn.ParameterDict()
+        self.adapt_b = nn.ParameterDict()
+        for name in ("gate", "up", "down"):
+            lin = getattr(self, f"w_{name}")
+            a = torch.empty(r, lin.in_features, dtype=dtype, device=dev)
+            nn.init.kaiming_uniform_(a, a=5 ** 0.5)
+            self.adapt_a[name] = nn.Parameter(a)
+            self.adapt_b[name] = nn.Parameter(torch.zeros(lin.out_features, r, dtype=dtype, device=dev))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.adapt_a.values(), *self.adapt_b.values()]
+
+    def _lin(self, name: str, x):
+        base = getattr(self, f"w_{name}")
+        a, b = self.adapt_a[name], self.adapt_b[name]
+        delta = (self.drop(x.to(a.dtype)) @ a.T) @ b.T * self.scale
+        return base(x.to(base.weight.dtype)).to(a.dtype) + delta
+
+    def forward(self, x):
+        h = self.act(self._lin("gate", x)) * self._lin("up", x)
+        return self._lin("down", h).to(x.dtype)
 
 
 class Streams:
@@ -280,10 +387,16 @@ class QuerierAwareLM(nn.Module):
         for p in self._new_parameters():
             p.requires_grad_(True)
 
-    def _specific_mlp(self, mlp: nn.Module, hf_cfg, dtype) -> SwiGLU:
+    def _specific_mlp(self, mlp: nn.Module, hf_cfg, dtype) -> nn.Module:
+        """The specific MLP of one layer, of the kind ``QARConfig.specific_mlp`` names."""
         d, act = hf_cfg.hidden_size, hf_cfg.hidden_act
         device = mlp.down_proj.weight.device
-        if self.config.rank is None:  # full size, copied from the pretrained MLP
+        kind = self.config.specific_mlp
+        if kind == "copy_lora":  # the official full-parameter variant: pretrained copy + LoRA
+            cfg = self.config
+            r = cfg.lora_r if cfg.lora_r > 0 else 16
+            return LoRASwiGLU(mlp, act, r, cfg.lora_alpha, cfg.lora_dropout, dtype)
+        if kind == "copy_full":  # full size, copied from the pretrained MLP, trained in full
             bias = mlp.down_proj.bias is not None
             new = SwiGLU(d, mlp.down_proj.in_features, act, bias, dtype, device)
             with torch.no_grad():
@@ -293,7 +406,8 @@ class QuerierAwareLM(nn.Module):
                     if bias:
                         mine.bias.copy_(theirs.bias)
             return new
-        new = SwiGLU(d, self.config.rank, act, False, dtype, device)
+        width = mlp.down_proj.in_features if kind == "full_random" else self.config.rank
+        new = SwiGLU(d, width, act, False, dtype, device)  # low_rank / full_random: same init
         std = getattr(hf_cfg, "initializer_range", 0.02)
         with torch.no_grad():
             for lin in (new.w_gate, new.w_up, new.w_down):
@@ -310,7 +424,9 @@ class QuerierAwareLM(nn.Module):
         modules = [layer.mlp.specific for layer in decoder.layers if isinstance(layer.mlp, DualMLP)]
         modules += [decoder.norm.specific, self.norm_role_proj]
         alpha = [decoder.norm.alpha] if decoder.norm.alpha is not None else []
-        return [p for m in modules for p in m.parameters()] + alpha
+        return [p for m in modules for p in  # copy_lora: only its LoRA, the copy stays frozen
+                (m.trainable_parameters() if hasattr(m, "trainable_parameters") else m.parameters())
+                ] + alpha
 
     # ---- construction, saving, loading -------------------------------------------------------
     @classmethod
@@ -340,24 +456,34 @@ class QuerierAwareLM(nn.Module):
         """Rebuild the model from a fresh base model and a :meth:`save_pretrained` folder."""
         from safetensors.torch import load_file
 
+        from .errors import ModelLoadError
+
         path = Path(path)
-        if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
-            raise FileNotFoundError(f"{path} is not a qlearn model folder: it needs {CONFIG_FILE} "
-                                    f"and {WEIGHTS_FILE} (written by QuerierAwareLM.save_pretrained)")
-        meta = json.loads((path / CONFIG_FILE).read_text())
+        meta = read_adapter_config(path)
         for key in ("model_type", "hidden_size", "num_hidden_layers"):
             saved, given = meta["base"].get(key), getattr(base_model.config, key, None)
             if saved != given:
-                raise ValueError(f"{path} was trained on a base model with {key}={saved} "
-                                 f"({meta['base'].get('name_or_path')}); this one has {given}. "
-                                 "Load the same base model it was trained on.")
-        model = cls(base_model, QARConfig.from_dict(meta["qar_config"]))
-        tensors = load_file(str(path / WEIGHTS_FILE))
+                raise ModelLoadError(f"{path} was trained on a base model with {key}={saved} "
+                                     f"({meta['base'].get('name_or_path')}); this one has {given}. "
+                                     "Load the same base model it was trained on (--model).")
+        model = cls(base_model, meta["qar"])
+        try:
+            tensors = load_file(str(path / WEIGHTS_FILE))
+        except Exception as e:  # random bytes, a truncated file: safetensors' own errors
+            raise ModelLoadError(f"{path / WEIGHTS_FILE}: not a readable safetensors file "
+                                 f"({type(e).__name__}: {' '.join(str(e).split())}); it is "
+                                 "truncated or corrupt: copy it again or retrain") from e
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
         if missing or unexpected:
-            raise ValueError(f"{path / WEIGHTS_FILE} does not match the model built from its config: "
-                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ModelLoadError(f"{path / WEIGHTS_FILE} does not match the model built from its "
+                                 f"config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        bad = [n for n, p in params.items() if tuple(tensors[n].shape) != tuple(p.shape)]
+        if bad:
+            raise ModelLoadError(f"{path / WEIGHTS_FILE}: {bad[0]} has shape "
+                                 f"{tuple(tensors[bad[0]].shape)}, the model expects "
+                                 f"{tuple(params[bad[0]].shape)}; the weights and "
+                                 f"{CONFIG_FILE} come from different runs")
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(tensors[name])

@@ -105,23 +105,36 @@ class TrainConfig:
     # ---- YAML ----------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
+        from .errors import ConfigError, check_fields
+
+        if d is not None and not isinstance(d, dict):
+            raise ConfigError(f"{where}: a recipe is a mapping of TrainConfig fields (key: value), "
+                              f"not a {type(d).__name__}")
         d = dict(d or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"{where}: unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+            raise ConfigError(f"{where}: unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+        d = check_fields(cls, d, where)  # types, before any work starts
         for key, kind in (("model", QARConfig), ("data", BuildConfig)):
+            if d.get(key) is not None and not isinstance(d[key], (dict, kind)):
+                raise ConfigError(f"{where}: {key} must be a mapping of {kind.__name__} fields, "
+                                  f"got {d[key]!r}")
             if isinstance(d.get(key), dict):
                 sub = d[key]
                 bad = sorted(set(sub) - {f.name for f in dataclasses.fields(kind)})
                 if bad:
-                    raise ValueError(f"{where}: unknown {key}.{bad[0]} (valid {key} fields: "
-                                     f"{sorted(f.name for f in dataclasses.fields(kind))})")
-                d[key] = QARConfig.from_dict(sub) if kind is QARConfig else kind(**sub)
-        if "adam_betas" in d:
-            d["adam_betas"] = tuple(d["adam_betas"])
+                    raise ConfigError(f"{where}: unknown {key}.{bad[0]} (valid {key} fields: "
+                                      f"{sorted(f.name for f in dataclasses.fields(kind))})")
+                sub = check_fields(kind, sub, where, prefix=f"{key}.")
+                try:
+                    d[key] = QARConfig.from_dict(sub) if kind is QARConfig else kind(**sub)
+                except (TypeError, ValueError) as e:
+                    raise ConfigError(f"{where}: {e}") from e
+            elif d.get(key) is None and key in d:
+                del d[key]
         cfg = cls(**d)
-        cfg.check()
+        cfg.check(where)
         return cfg
 
     def to_dict(self) -> dict:
@@ -142,11 +155,55 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True),
                               encoding="utf-8")
 
-    def check(self) -> None:
+    def check(self, where: str = "config") -> None:
+        """Ranges and combinations, before any work starts (types: :meth:`from_dict`)."""
+        from .errors import ConfigError, check_range as need
+
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}: use one of {PRECISIONS}")
+            raise ConfigError(f"{where}: precision={self.precision!r}: use one of {PRECISIONS}")
         if self.n_clusters is not None and self.n_clusters < 1:
-            raise ValueError(f"n_clusters={self.n_clusters}: use >= 1 (1 = no clustering) or null")
+            raise ConfigError(f"{where}: n_clusters={self.n_clusters}: use >= 1 (1 = no "
+                              "clustering) or null (the paper's k)")
+        need(self.max_steps == -1 or self.max_steps > 0, where, "max_steps", self.max_steps,
+             "use -1 (epochs decide) or a positive number of optimizer steps")
+        need(self.max_steps > 0 or self.epochs > 0, where, "epochs", self.epochs,
+             "use a positive number of epochs (or max_steps > 0)")
+        for name in ("batch_size", "grad_accum", "logging_steps", "probe_k"):
+            need(getattr(self, name) >= 1, where, name, getattr(self, name), "use an integer >= 1")
+        for name in ("save_steps", "save_total_limit", "max_queriers", "max_train_windows",
+                     "max_eval_windows"):
+            v = getattr(self, name)
+            need(v is None or v >= 1, where, name, v, "use an integer >= 1, or null")
+        need(self.max_length >= 16, where, "max_length", self.max_length,
+             "use at least 16 tokens (a window needs a query and a reply)")
+        need(self.lr > 0, where, "lr", self.lr, "the learning rate must be > 0")
+        need(all(0 <= b < 1 for b in self.adam_betas), where, "adam_betas", self.adam_betas,
+             "both betas must be in [0, 1)")
+        for name in ("weight_decay", "max_grad_norm", "warmup"):
+            need(getattr(self, name) >= 0, where, name, getattr(self, name), "must be >= 0")
+        need(self.probe_windows >= 0, where, "probe_windows", self.probe_windows,
+             "use 0 (no probe) or a positive number")
+        b = self.data
+        need(0 < b.test_fraction < 1, where, "data.test_fraction", b.test_fraction, "use 0 < x < 1")
+        need(0 <= b.val_fraction < 1, where, "data.val_fraction", b.val_fraction, "use 0 <= x < 1")
+        need(b.max_chars > 0, where, "data.max_chars", b.max_chars, "use a positive length")
+        need(0 < b.dedup_threshold <= 1, where, "data.dedup_threshold", b.dedup_threshold,
+             "use 0 < x <= 1")
+        need(b.session_gap_hours > 0, where, "data.session_gap_hours", b.session_gap_hours,
+             "must be > 0")
+        if self.max_queriers == 1 and self.model.specific and self.model.qc_weight > 0:
+            raise ConfigError(f"{where}: max_queriers=1 with the dual tower: the querier-"
+                              "contrastive loss needs >= 2 queriers and would be 0 on every "
+                              "step; use max_queriers >= 2, or model.qc_weight=0 / "
+                              "model.specific=false to train without it")
+        try:
+            from transformers.trainer_utils import SchedulerType
+
+            names = [t.value for t in SchedulerType]
+        except ImportError:  # pragma: no cover
+            names = None
+        if names is not None and self.lr_schedule not in names:
+            raise ConfigError(f"{where}: lr_schedule={self.lr_schedule!r}: use one of {names}")
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -448,11 +505,14 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     from .collate import ClusterBatchSampler, Collator
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
+    cfg.check()
     run = Path(cfg.output_dir)
+    checkpoint = last_checkpoint(run) if resume else None  # before any work: is there one?
     run.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
     args = _training_arguments(cfg, _precision(cfg))  # sets up DDP under torchrun/accelerate
     ds, n_clusters = load_data(cfg)
+    check_queriers(cfg, ds)
     module, tokenizer = build_model(cfg, len(ds.queriers), n_clusters, device=args.device)
     collator = Collator(tokenizer, max_length=cfg.max_length)
     main = args.process_index == 0
@@ -474,6 +534,8 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
             np.savez(run / REPS_FILE, **reps)
     if not resume and main:
         (run / METRICS_FILE).unlink(missing_ok=True)
+    if checkpoint is not None and main:  # rows logged after the checkpoint are logged again
+        probe["resumed_from_step"] = truncate_metrics(run / METRICS_FILE, checkpoint_step(checkpoint))
 
     QARTrainer, MetricsLogger = _trainer_class()
     sampler = (ClusterBatchSampler([w.cluster_id for w in ds.train], cfg.batch_size, cfg.seed)
@@ -481,7 +543,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,
                          callbacks=[MetricsLogger(run / METRICS_FILE)], cluster_sampler=sampler)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=bool(resume) or None)
+    trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
     seconds = time.perf_counter() - start
     if collator.stats["truncated_turns"] or collator.stats["truncated_tokens"]:
         print(f"qlearn train: truncated windows: {collator.stats}")
@@ -492,14 +554,78 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
         if "after" in probe:
             print(f"qlearn train: probe after training: {probe['after']}")
         module.save(run / "final")
-        probe["train_seconds"] = round(seconds, 1)
+        probe["train_seconds"] = round(seconds, 1)  # of this process (the resumed part)
         probe["collator"] = collator.stats
+        if checkpoint is not None:
+            probe["timed_steps"] = [probe["resumed_from_step"] + 1, trainer.state.global_step]
         (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
         if "after" in reps:
             np.savez(run / REPS_FILE, **reps)
         if (run / METRICS_FILE).exists():
             plot_metrics(run / METRICS_FILE, run / "loss_curves.png")
     return run
+
+
+def check_queriers(cfg: TrainConfig, ds) -> None:
+    """Refuse a set-up whose querier-contrastive loss is 0 on every step (one querier)."""
+    from .errors import ConfigError
+
+    if len(ds.queriers) < 2 and cfg.model.specific and cfg.model.qc_weight > 0:
+        raise ConfigError(
+            f"{ds.source}/{ds.responder} has {len(ds.queriers)} querier(s) "
+            f"({', '.join(ds.queriers) or 'none'}): the querier-contrastive loss needs >= 2 and "
+            "would be 0 on every step, so nothing querier-specific is learned. Choose a "
+            "responder with several queriers (e.g. Rachel, Ross, Sheldon), lower "
+            "data.min_utterances / data.min_segments, or train without it: --set "
+            "model.qc_weight=0 (or model.specific=false)")
+
+
+def last_checkpoint(run) -> Path:
+    """The newest *complete* ``checkpoint-N`` of a run (its trainer_state.json is written last);
+    :class:`~qlearn.errors.CheckpointError` when there is none."""
+    from .errors import CheckpointError, warn
+
+    run = Path(run)
+    found = sorted((p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]))
+    complete = [p for p in found if (p / "trainer_state.json").exists() and (p / WEIGHTS_FILE).exists()]
+    if not complete:
+        what = (f"only incomplete checkpoint(s) {[p.name for p in found]}" if found else
+                "no checkpoint-N folder" if run.is_dir() else "no such folder")
+        raise CheckpointError(f"--resume: {run} has {what} to resume from; run without --resume "
+                              "to start afresh, or set output_dir to the interrupted run "
+                              "(checkpoints are written every save_steps)")
+    if complete[-1] != found[-1]:
+        warn(f"--resume: {found[-1].name} is incomplete (interrupted while saving); resuming from "
+             f"{complete[-1].name}")
+    return complete[-1]
+
+
+def checkpoint_step(checkpoint) -> int:
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError):
+        return int(Path(checkpoint).name.split("-")[-1])
+
+
+def truncate_metrics(path, step: int) -> int:
+    """Drop the rows of ``metrics.jsonl`` logged after ``step`` (and any half-written last line),
+    so a resumed run's file reads exactly like an uninterrupted one; returns ``step``."""
+    path = Path(path)
+    if not path.exists():
+        return step
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # the process was killed mid-write
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            keep.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+    tmp.replace(path)
+    return step
 
 
 def _read_json(path: Path) -> dict:

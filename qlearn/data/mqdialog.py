@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from .pipeline import Dataset
@@ -29,9 +30,51 @@ def _safe(name: str) -> str:
     return re.sub(r"[\\/:*?\"<>|\s]+", "_", name).strip("_") or "unnamed"
 
 
-def save_mqdialog(ds: Dataset, out_dir: str | os.PathLike) -> Path:
-    """Write ``ds`` in the MQDialog layout; returns the folder."""
+def _is_mqdialog_folder(folder: Path) -> bool:
+    """Only configs/ and querier subfolders of *.json files: safe to replace as a whole."""
+    for child in folder.iterdir():
+        if not child.is_dir() or any(not f.name.endswith(".json") for f in child.iterdir()):
+            return False
+    return True
+
+
+def save_mqdialog(ds: Dataset, out_dir: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write ``ds`` in the MQDialog layout; returns the folder.
+
+    The folder is written next to ``out_dir`` and renamed into place, so a rebuild *replaces* an
+    earlier one as a whole (no stale querier folder survives) and an interrupted write leaves the
+    old folder intact. ``overwrite=False`` refuses a non-empty ``out_dir`` (``qlearn data build``
+    without ``--overwrite``); a non-empty folder that is not an MQDialog layout is never replaced.
+    """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file, not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out} already holds a dataset; pass --overwrite (overwrite=True) to "
+                            "replace it as a whole, or choose another --out")
+        if not _is_mqdialog_folder(out):
+            raise DataError(f"{out} is not empty and not an MQDialog folder (it holds other "
+                            "files); refusing to replace it: choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_mqdialog(ds, tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_mqdialog(ds: Dataset, out: Path) -> None:
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for q in ds.queriers:
         folder = out / _safe(q)
@@ -51,7 +94,6 @@ def save_mqdialog(ds: Dataset, out_dir: str | os.PathLike) -> Path:
             "stats": ds.stats}
     (out / "configs" / "qlearn.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1),
                                                  encoding="utf-8")
-    return out
 
 
 def _load_json(path: Path):
@@ -59,6 +101,18 @@ def _load_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def _listed_queriers(root: Path) -> set[str] | None:
+    """Folder names of the queriers in configs/role_pair_id.json (None without that file)."""
+    ids_path = root / "configs" / "role_pair_id.json"
+    if not ids_path.exists():
+        return None
+    ids = _load_json(ids_path)
+    if not isinstance(ids, dict) or not all(isinstance(v, dict) for v in ids.values()):
+        raise DataError(f"{ids_path}: expected {{responder: {{querier: role_pair_id}}}}")
+    return {_safe(q) for pairs in ids.values() for q in pairs} | {q for pairs in ids.values()
+                                                                     for q in pairs}
 
 
 def load_mqdialog(path: str | os.PathLike) -> Dataset:
@@ -69,6 +123,16 @@ def load_mqdialog(path: str | os.PathLike) -> Dataset:
                         "subfolder per querier")
     meta_path = root / "configs" / "qlearn.json"
     meta = _load_json(meta_path) if meta_path.exists() else {}
+    listed = _listed_queriers(root)
+    if listed is not None:
+        stray = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "configs"
+                       and not d.name.startswith(".") and d.name not in listed
+                       and any(d.glob("*.json")))
+        if stray:
+            raise DataError(f"{root}: querier folder(s) {stray} are not listed in "
+                            f"configs/role_pair_id.json (stale files from an earlier build?); "
+                            "rebuild into an empty folder (qlearn data build --overwrite) or "
+                            "delete them")
     splits = {"train": [], "val": [], "test": []}
     for split, suffix in SUFFIX.items():
         for f in sorted(root.glob(f"*/*_{suffix}.json")):
@@ -97,6 +161,14 @@ def load_mqdialog(path: str | os.PathLike) -> Dataset:
         pairs = _load_json(ids_path).get(responder, {})
     for w in every:
         pairs.setdefault(w.querier, w.role_pair_id)
+    clash = {}
+    for w in every:
+        clash.setdefault(w.role_pair_id, set()).add(w.querier)
+    shared = {i: sorted(qs) for i, qs in clash.items() if len(qs) > 1}
+    if shared:
+        i, qs = next(iter(sorted(shared.items())))
+        raise DataError(f"{root}: queriers {qs} share role_pair_id {i} (files of two different "
+                        "builds mixed in one folder?); rebuild into an empty folder")
     queriers = meta.get("queriers") or [q for q, _ in sorted(pairs.items(), key=lambda kv: kv[1])]
     for split in splits:
         splits[split].sort(key=lambda w: w.role_pair_id)  # stable: file order within a querier
