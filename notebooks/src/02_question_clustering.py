@@ -10,6 +10,8 @@ META = {
     "time": "30-40 minutes; the code runs in 2-4 minutes on a laptop CPU (quick mode), longer in full mode.",
     "hardware": "CPU is enough: the encoder is all-MiniLM-L6-v2 (22 M parameters), no LLM is loaded.",
     "responder": "Sheldon",
+    "data": True,
+    "lm": False,
 }
 
 # %% [markdown]
@@ -42,9 +44,8 @@ from dataclasses import replace
 from qlearn import viz
 from qlearn.cluster import (QueryClusterer, assign_clusters, cluster_report, default_k, k_selection,
                             save_clustered)
-from qlearn.data import all_responders, build_dataset
+from qlearn.data import build_dataset
 
-SOURCE = next(s for s, r in all_responders() if r == RESPONDER)
 full = build_dataset(SOURCE, RESPONDER)
 # quick mode: every 4th window (the picture is the same, embedding is 4x faster)
 ds = replace(full, train=full.train[::4], val=full.val[::4], test=full.test[::4]) if QUICK else full
@@ -108,12 +109,12 @@ for i in np.argsort(-sims)[1:6]:
 # has fewer queriers to compare. The paper's default is our default; the table tells you whether
 # it is reasonable for this responder.
 
-# %%
+# %% publish
 ks = range(2, 13) if QUICK else range(2, 21)
 table = k_selection(qc, ds.train, ks)
 table
 
-# %%
+# %% figure=02_k_selection
 viz.plot_k_selection(table, chosen=k)
 
 # %% [markdown]
@@ -124,7 +125,7 @@ viz.plot_k_selection(table, chosen=k)
 # cluster: size, queriers and how mixed they are, the top TF-IDF terms (what the cluster is
 # about) and the queries nearest its center.
 
-# %%
+# %% publish
 qc = assign_clusters(ds, k, qc)
 report = cluster_report(ds.train, qc)
 report[["cluster", "size", "n_queriers", "mix", "top_terms", "warning"]]
@@ -135,7 +136,7 @@ for row in report.itertuples():
     for e in row.examples[:2]:
         print(f"    {e[:90]!r}")
 
-# %%
+# %% figure=02_cluster_mix
 viz.plot_cluster_mix(report)
 
 # %% [markdown]
@@ -147,7 +148,7 @@ viz.plot_cluster_mix(report)
 # separate islands per querier, queriers would differ mostly by topic — exactly the confound
 # clustering removes.
 
-# %%
+# %% figure=02_umap_queries
 xy = viz.umap_2d(qc.embeddings_, random_state=0)
 queriers = [w.querier for w in ds.train]
 viz.plot_queries(xy, qc.labels_, queriers, f"{RESPONDER}'s queries")
@@ -156,7 +157,7 @@ viz.plot_queries(xy, qc.labels_, queriers, f"{RESPONDER}'s queries")
 # Small multiples: one panel per cluster, its queries coloured by querier over all queries in grey.
 # A one-colour panel is a cluster the contrastive loss cannot use.
 
-# %%
+# %% figure=02_cluster_grid
 viz.plot_cluster_grid(xy, qc.labels_, queriers)
 
 # %% [markdown]
@@ -165,7 +166,7 @@ viz.plot_cluster_grid(xy, qc.labels_, queriers)
 # Test windows were never seen by k-means; they get the nearest centroid. The cluster sizes should
 # look like the training ones.
 
-# %%
+# %% publish
 print("train", np.bincount([w.cluster_id for w in ds.train], minlength=k))
 print("test ", np.bincount([w.cluster_id for w in ds.test], minlength=k))
 out = save_clustered(ds, f"runs/02_clusters/{SOURCE}_{RESPONDER}_clustered")
@@ -188,7 +189,7 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 # the best-mixed clusters?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -213,7 +214,7 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 # terms agree with you?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -233,7 +234,7 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 # cluster. What share of windows sits in a cluster with no other querier, for k = 5, 10 and 20?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -253,3 +254,17 @@ print("saved", out, "->", sorted(p.name for p in out.iterdir())[:5])
 # queriers, so the contrast is restricted but not empty. It grows when clusters get small, i.e.
 # for large k or for responders with little data (run the same loop on a small responder).
 # </details>
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What confound does clustering remove from the contrastive loss?
+# 2. Which text is embedded as a window's query, and what are the alternatives?
+# 3. Why can k-means on L2-normalised embeddings be called cosine k-means?
+# 4. What do the silhouette and the querier mix measure, and why can they pull k in opposite directions?
+# 5. Why is a cluster with a single querier useless for the loss?
+# 6. How do validation and test windows get a cluster?
+# 7. What may you conclude from a UMAP picture, and what not?

@@ -11,6 +11,8 @@ META = {
     "time": "30-45 minutes; the code runs in 2-4 minutes on a laptop CPU.",
     "hardware": "CPU is enough (quick mode, SmolLM2-135M); on a Colab GPU the full mode uses "
                 "Qwen2.5-0.5B-Instruct.",
+    "gpu": True,
+    "render": "all",
 }
 
 # %% [markdown]
@@ -244,7 +246,7 @@ report
 # MLPs grow as `3·d·k·L`. At `rank=None` (the "w/o low-rank" ablation) the specific MLP is a full
 # trainable copy.
 
-# %%
+# %% figure=03_params_vs_rank
 ranks = [4, 16, 64, 256] if QUICK else [4, 16, 64, 256, 1024]
 rows = {}
 for r in ranks + [None]:
@@ -273,7 +275,7 @@ for lab, a, b in zip(labels, lora_n, spec_n):
 # The singular values of a matrix tell how many directions it really uses. Compare a pretrained full
 # MLP's `down_proj` (d × ffn) with a freshly initialised low-rank `w_down` (d × k):
 
-# %%
+# %% figure=03_singular_values
 pre = base.model.layers[L // 2].mlp.down_proj.weight.detach().float().cpu()
 new = dual_model.hf.model.layers[L // 2].mlp.specific.w_down.weight.detach().float().cpu()
 s_pre, s_new = torch.linalg.svdvals(pre), torch.linalg.svdvals(new)
@@ -395,3 +397,17 @@ print(f"effective rank: pretrained {effective_rank(s_pre):.0f} of {min(pre.shape
 #   fusion all reproduce the base model's logits.
 # * Trainable: LoRA + 3·d·k·L for the specific MLPs + two norms — a few percent of the model.
 # * Next, notebook 04 trains the specific stream with the querier-contrastive loss.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What do the general and the specific stream share, and where do they differ?
+# 2. How does one decoder run two streams without a forked modeling file?
+# 3. Why are the low-rank weights called w_gate, w_up and w_down rather than gate_proj and so on?
+# 4. Which parity checks must hold exactly, and why does the mean fusion of a fresh model fail the last one?
+# 5. How many trainable parameters does the specific stream add, as a formula in d, k and L?
+# 6. What does 'low rank' mean for the specific MLP, in terms of singular values?
+# 7. Why does beam search not work with the dual tower?

@@ -12,6 +12,10 @@ META = {
     "model": "smollm2-135m",
     "full_model": "Qwen/Qwen2.5-0.5B-Instruct",
     "responder": "Rachel",
+    "data": True,
+    "trains": True,
+    "gpu": True,
+    "render": "all",
 }
 
 # %% [markdown]
@@ -232,20 +236,10 @@ table.T
 # the cell below **loads the run if it has finished, resumes it if it stopped, else trains it**.
 
 # %%
-from qlearn.data import all_responders
 from qlearn.train import TrainConfig, plot_metrics, read_metrics, train
 
-SOURCE = next(s for s, r in all_responders() if r == RESPONDER)
-ROOT = Path(os.environ.get("QLEARN_DATA_ROOT", "transcripts"))
-if SOURCE != "chitchat" and not ROOT.exists():
-    from qlearn.data.download import download
-
-    download(SOURCE, ROOT)
-os.environ["QLEARN_DATA_ROOT"] = str(ROOT)
-
 RECIPE = "quick-cpu.yaml" if QUICK else "colab-t4.yaml"
-RUN_DIR = Path("runs") / f"04_{RESPONDER}_{'quick' if QUICK else 'full'}"
-REPO = Path(__import__("qlearn").__file__).resolve().parents[1]
+RUN_DIR = RUNS / f"04_{RESPONDER}_{'quick' if QUICK else 'full'}"  # RUNS: the Drive cell at the top
 cfg = TrainConfig.from_yaml(REPO / "configs" / RECIPE, [
     f"source={SOURCE}", f"responder={RESPONDER}", f"base_model={MODEL}", f"output_dir={RUN_DIR}"])
 
@@ -266,7 +260,7 @@ print(f"{time.perf_counter() - t0:.0f} s")
 # to separate the queriers. `L_LM` first repairs the damage of the randomly initialised specific
 # stream (the fused logits are the mean of both streams), then learns the responder.
 
-# %%
+# %% figure=04_loss_curves
 rows = read_metrics(RUN_DIR / "metrics.jsonl")
 print(pd.DataFrame(rows)[["step", "loss_lm", "loss_qc", "lr"]].iloc[[0, 1, -2, -1]])
 plot_metrics(RUN_DIR / "metrics.jsonl")
@@ -356,3 +350,17 @@ pd.DataFrame({k: probe[k] for k in ("before", "after")}).T
 # * `qlearn train --config FILE [--set k=v] [--resume]` trains on CPU, one GPU or many
 #   (`accelerate launch -m qlearn.cli train ...`); the run folder holds `metrics.jsonl`,
 #   `loss_curves.png`, `probe.json` and `final/`. Notebook 05 evaluates the trained model.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What is the value of L_QC when all memories are empty, and why?
+# 2. What is a view, and what is matched against what in the two-view loss?
+# 3. How do clusters restrict which queriers compete?
+# 4. Which tokens carry the LM loss, and which tokens are pooled into the querier vector z?
+# 5. Why does qlearn centre z before the views, and what does qc_center=False reproduce?
+# 6. What must a checkpoint hold for a resumed run to equal an uninterrupted one?
+# 7. What does the k-NN probe measure, and why is the untrained model already above chance?

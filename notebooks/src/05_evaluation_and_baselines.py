@@ -10,6 +10,8 @@ META = {
     "time": "45 minutes; quick mode runs in about 5 minutes on a laptop CPU.",
     "hardware": "CPU is enough for quick mode (SmolLM2-135M, six windows); full mode wants a GPU (Colab T4).",
     "responder": "Ross",
+    "data": True,
+    "gpu": True,
 }
 
 # %% [markdown]
@@ -46,7 +48,7 @@ from qlearn.evaluate import bleu, bootstrap_ci, distinct_n, paired_test, rouge_l
 # *the cat sat on the mat* vs *the cat is on the mat*: LCS = *the cat on the mat* (5 words), so
 # $P = R = 5/6$ and $F = 83.3$.
 
-# %%
+# %% publish
 def lcs(a, b):
     """Length of the longest common subsequence (dynamic programming)."""
     table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
@@ -67,7 +69,7 @@ print("by hand:", 100 * 2 * p * r / (p + r), " qlearn:", rouge_l([pred], [ref]))
 # A few replies to one reference, in English and in Chinese. Look at each row and decide whether
 # you agree with the numbers.
 
-# %%
+# %% publish
 examples = [  # (language, reference, prediction, what it shows) — all invented
     ("en", "I can't, I have to work late tonight.", "I can't, I have to work late tonight.", "identical"),
     ("en", "I can't, I have to work late tonight.", "Sorry, the office needs me until ten.", "same meaning, other words"),
@@ -101,7 +103,7 @@ pd.DataFrame(rows).round(1)
 #
 # And the Chinese trap, in one line:
 
-# %%
+# %% publish
 from rouge_score import rouge_scorer
 
 default = rouge_scorer.RougeScorer(["rougeL"]).score("今天我很开心", "我今天很高兴")["rougeL"].fmeasure
@@ -111,7 +113,7 @@ print("rouge-score's own tokenizer:", default, "  qlearn (per character):", roug
 # **Distinct-n** looks only at the predictions: the share of unique n-grams. It catches a system
 # that says the same safe thing to everybody, which ROUGE-L cannot see.
 
-# %%
+# %% publish
 print("varied:", distinct_n(["Sure, see you at eight.", "No way, I'm busy.", "Ask Monica first."], 2))
 print("bland :", distinct_n(["I don't know.", "I don't know.", "I don't know, really."], 2))
 
@@ -123,7 +125,7 @@ print("bland :", distinct_n(["I don't know.", "I don't know.", "I don't know, re
 # at the spread of the mean. **Paired test**: two systems answered the *same* windows, so compare
 # them window by window (a sign-flip permutation test on the differences).
 
-# %%
+# %% publish
 import numpy as np
 
 rng = np.random.default_rng(0)
@@ -140,16 +142,8 @@ for n in (20, 50, 200):
 # ## 4. The data and the windows every system will answer
 
 # %%
-from qlearn.data import all_responders, build_dataset
+from qlearn.data import build_dataset
 from qlearn.train import keep_top_queriers
-
-SOURCE = next(s for s, r in all_responders() if r == RESPONDER)
-ROOT = Path(os.environ.get("QLEARN_DATA_ROOT", "transcripts"))
-if SOURCE != "chitchat" and not ROOT.exists():
-    from qlearn.data.download import download
-
-    download(SOURCE, ROOT)
-os.environ["QLEARN_DATA_ROOT"] = str(ROOT)
 
 ds = keep_top_queriers(build_dataset(SOURCE, RESPONDER), 4)
 N = 6 if QUICK else 200
@@ -198,14 +192,14 @@ replies = {s: baseline_replies(s, model, tok, windows, ds.train, embedder, **GEN
 refs = [w.reply for w in windows]
 pd.DataFrame({"querier": [w.querier for w in windows], **{s: r for s, r in replies.items()}}).head(6)
 
-# %%
+# %% publish
 from qlearn.evaluate import guess_lang, score_all
 
 LANG = guess_lang(refs)
 table = pd.DataFrame([{"system": s, **score_all(p, refs, LANG)} for s, p in replies.items()]).set_index("system")
 table[["rougeL", "rougeL_low", "rougeL_high", "rougeL_paper", "bleu1", "bleu4", "distinct2", "empty"]].round(2)
 
-# %%
+# %% figure=05_rougeL_baselines
 fig, ax = plt.subplots(figsize=(6, 2.5))
 err = np.array([table.rougeL - table.rougeL_low, table.rougeL_high - table.rougeL])
 ax.barh(table.index, table.rougeL, xerr=err, capsize=3, color="tab:gray")
@@ -251,11 +245,13 @@ print("first-position verdicts:", sum(r["a_first"] == "1" for r in wr.records) +
 # the querier's *name*, then asks: how much do the replies change, and can a classifier trained on
 # the real replies tell whom each reply was addressed to? (Chance = 1 / number of askers.)
 
-# %%
+# %% publish
 from qlearn.evaluate.differentiation import differentiation
 
 diff = differentiation(model, tok, ds, n_windows=2 if QUICK else 50, n_askers=4, embedder=embedder, **GEN)
 print(diff.row())
+
+# %%
 pd.DataFrame(diff.replies).head(4)
 
 # %% [markdown]
@@ -268,7 +264,7 @@ pd.DataFrame(diff.replies).head(4)
 # with `rouge_l(..., variant="paper")`. Why does it differ from the `rouge-score` value?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -284,7 +280,7 @@ pd.DataFrame(diff.replies).head(4)
 # **2.** Is Few-shot better than Zero-shot on these windows? Use a paired test on per-window scores.
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -303,7 +299,7 @@ pd.DataFrame(diff.replies).head(4)
 # it (`baseline_replies("RPG", ..., profiles_dir=...)`). Does ROUGE-L move? Does the style?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -327,3 +323,17 @@ pd.DataFrame(diff.replies).head(4)
 # * The baselines differ only in the system turn; every system answers the same windows.
 # * A judge must be asked in both orders; querier differentiation checks the paper's premise
 #   directly.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What does ROUGE-L compute, and why do paraphrases score near 0?
+# 2. How does the paper's ROUGE-L variant differ from rouge-score's, and what does that reward?
+# 3. Why does rouge-score give 0 on Chinese unless the text is split into characters?
+# 4. Why report a bootstrap interval, and why compare two systems with a paired test?
+# 5. How do the four prompting baselines differ from each other?
+# 6. Why is the judge asked in both orders?
+# 7. What does querier differentiation measure that ROUGE-L cannot?

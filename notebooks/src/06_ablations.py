@@ -10,6 +10,10 @@ META = {
     "time": "40 minutes; quick mode trains two short runs in about 5 minutes on a laptop CPU.",
     "hardware": "CPU for quick mode (SmolLM2-135M on invented dialogues); a Colab T4 for the full grid (hours).",
     "responder": "Ross",
+    "data": True,
+    "trains": True,
+    "gpu": True,
+    "render": "all",
 }
 
 # %% [markdown]
@@ -44,16 +48,12 @@ pd.DataFrame([{"system": s, "changes (TrainConfig overrides)": SYSTEMS.get(s, "p
 # (4 queriers, 320 training windows, 50 steps of batch 4 per system, 48 test windows). The exact
 # command is in `command.txt`; `NOTE.md` there says what the table shows and why.
 
-# %%
-REPO = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "results").is_dir()), None)
-committed = REPO / "results" / "ross-smollm2-cpu" if REPO else None
-if committed and (committed / "table.csv").exists():
-    print((committed / "command.txt").read_text())
-    rows = pd.read_csv(committed / "table.csv")
-    display(rows[["system", "rougeL", "rougeL_low", "rougeL_high", "rougeL_paper", "bleu1", "distinct2"]].round(2))
-    plot_table(rows.to_dict("records"), title="Ross · SmolLM2-135M · CPU scale")
-else:
-    print("no committed reproduction found next to this notebook (run `qlearn ablate --config configs/ablate-ross-cpu.yaml`)")
+# %% figure=06_committed_ablation
+committed = REPO / "results" / "ross-smollm2-cpu"  # REPO: the cloned repository (set-up cell)
+print((committed / "command.txt").read_text())
+rows = pd.read_csv(committed / "table.csv")
+display(rows[["system", "rougeL", "rougeL_low", "rougeL_high", "rougeL_paper", "bleu1", "distinct2"]].round(2))
+plot_table(rows.to_dict("records"), title="Ross · SmolLM2-135M · CPU scale")
 
 # %% [markdown]
 # Read it with the intervals in mind: at this scale (48 test windows, 50 steps) no system is
@@ -82,7 +82,7 @@ if QUICK:
                   "model": {"rank": 8, "lora_r": 8, "view_dim": 64, "memory_size": 32}},
         "eval": {"n_test": 6, "n_val": 3, "max_new_tokens": 16, "diff_windows": 2, "diff_askers": 3,
                  "diff_systems": ["Zero-shot", "Ours"]},
-        "output_dir": "runs/notebook06/results", "work_dir": "runs/notebook06/work"})
+        "output_dir": str(RUNS / "notebook06" / "results"), "work_dir": str(RUNS / "notebook06" / "work")})
 else:
     cfg = AblateConfig.from_yaml(REPO / "configs" / "ablate-colab-t4.yaml", [f"train.responder={RESPONDER}"])
 grid = Grid(cfg)
@@ -162,7 +162,7 @@ table[cols].dropna()
 # and run it again. Which systems are retrained?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -181,7 +181,7 @@ table[cols].dropna()
 # would you need to make the answer more certain?
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -198,7 +198,7 @@ table[cols].dropna()
 # **3.** Write a sweep over λ (`model.qc_weight`) with values 0.1 and 2.0 for the quick grid.
 
 # %%
-# your code here
+# Your code here.
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -220,3 +220,16 @@ table[cols].dropna()
 # * Checkpoints are chosen on validation; choosing on test (as the official scripts do) flatters.
 # * An ablation table is only as strong as its intervals: report CIs and paired tests.
 # * Sweeps and qlearn's own variants are extra rows of the same grid.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What must stay equal across the systems of an ablation grid?
+# 2. What does each of the four ablations remove?
+# 3. Why does choosing the checkpoint on the test split flatter a system?
+# 4. How do you read a row of the table whose interval overlaps Ours and whose p is above 0.05?
+# 5. Why does the dual tower with mean fusion start far behind FT, and what does w/o low-rank change there?
+# 6. What is a sweep, and which systems does re-running a grid retrain?

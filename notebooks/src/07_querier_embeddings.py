@@ -11,6 +11,9 @@ META = {
     "time": "45 minutes; quick mode runs in about 4 minutes on a laptop CPU (one short training run included).",
     "hardware": "CPU for quick mode (SmolLM2-135M on invented dialogues); a Colab T4 for full mode (Qwen2.5-0.5B on real chats).",
     "responder": "Sam",
+    "trains": True,
+    "gpu": True,
+    "render": "all",
 }
 
 # %% [markdown]
@@ -42,7 +45,6 @@ from rouge_score import rouge_scorer
 from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
-import qlearn
 from qlearn.collate import Collator
 from qlearn.data import build_dataset, synthetic_dataset
 from qlearn.generation import generate_replies
@@ -54,8 +56,8 @@ from qlearn.viz import new_figure, scatter_by, umap_2d
 T_START = time.perf_counter()
 torch.manual_seed(0)
 pd.set_option("display.max_colwidth", 120)
-CONFIGS = Path(qlearn.__file__).resolve().parents[1] / "configs"
-RUNS = Path("runs") / "07_querier_embeddings"
+CONFIGS = REPO / "configs"  # REPO: the cloned repository (set-up cell)
+RUNS = RUNS / "07_querier_embeddings"  # RUNS: ./runs, or Google Drive (the cell above)
 TORCH_THREADS = torch.get_num_threads()
 
 
@@ -200,7 +202,7 @@ probe.round(3)
 # is fitted separately on each set of vectors (seeded), so compare the *structure* (are colours
 # grouped?), not the positions.
 
-# %%
+# %% figure=07_umap_before_after
 fig, axes = new_figure(ncols=2, nrows=2, size=(5.2, 4.6))
 for i, (Z0, Z1, labels, name) in enumerate([(Z_before, Z_after, held_q, "held-out windows"),
                                              (Z_swap_before, Z_swap_after, swap_q, "same words, names swapped")]):
@@ -224,7 +226,7 @@ fig
 # the projection of a mean *is* the mean of the projections, and the star really sits at the centre
 # of its querier's memory points.
 
-# %%
+# %% figure=07_prototypes
 qc = module.contrastive
 protos = qc.prototypes()  # [clusters, queriers, views, view_dim]
 with torch.no_grad():
@@ -269,7 +271,7 @@ fig
 # vectors share a large common direction (every window is "Sam speaking"), which makes every cosine
 # close to 1; we subtract the mean over all windows first, so the cosine measures how queriers differ.
 
-# %%
+# %% figure=07_centroid_cosine
 def centroid_cosine(Z, labels, names):
     Zc = Z - Z.mean(0, keepdims=True)
     cent = np.stack([Zc[labels == n].mean(0) for n in names])
@@ -454,7 +456,7 @@ display(widgets.VBox([widgets.HBox([query_box, ask]), pick, answer]))
 #    words, only the names changed), and attribute each reply to the known querier whose training
 #    replies it resembles most (highest ROUGE-L against that querier's reference replies).
 
-# %%
+# %% figure=07_cold_start
 def unseen_querier_windows(n=24):
     """(name, windows) of the most active querier that is not among the trained queriers."""
     if cfg.source == "synthetic":
@@ -574,3 +576,17 @@ print(f"notebook run time: {time.perf_counter() - T_START:.0f} s (quick={QUICK})
 #   person coincide this ablation looks harmless, on real data it is not.
 # - A new querier needs no new weights: the model places them among the queriers it knows, by their
 #   name and their words, and answers accordingly — measured above, not assumed.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answer in a sentence or two each, without looking back if you can; then check the
+# notebook (teachers: answer notes are in `docs/teaching_guide.md`).
+#
+# 1. What is the querier representation z, and where in the model is it read?
+# 2. Why do the held-out windows separate by querier even before training?
+# 3. What does the swapped-name set isolate, and why is it the sharper test?
+# 4. Why are the prototypes drawn with PCA rather than UMAP?
+# 5. Why subtract the mean before comparing querier centroids by cosine?
+# 6. On invented data, why might 'w/o clustering' look harmless?
+# 7. What happens to a querier never seen in training, and what would serving them well need?
