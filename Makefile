@@ -26,5 +26,21 @@ demo: setup
 test: setup
 	QLEARN_QUICK=1 $(BIN)/python -m pytest -q tests --nbmake --nbmake-timeout=1800 notebooks/[0-9][0-9]_*.ipynb
 
+# The course in JupyterLab (installs the `notebooks` extra once), and the student edition
+# (solutions removed, exercise cells empty) in notebooks/student/.
+.PHONY: lab student render
+$(BIN)/jupyter-lab: | $(BIN)/qlearn
+	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks]"
+
+lab: setup $(BIN)/jupyter-lab
+	$(BIN)/jupyter lab notebooks/
+
+student: setup
+	$(BIN)/python notebooks/build.py --student
+
+# Execute the notebooks in quick mode and store the outputs GitHub shows (CPU-heavy: ~30 min).
+render: setup
+	QLEARN_QUICK=1 $(BIN)/python notebooks/build.py --render
+
 clean:
 	rm -rf $(VENV) runs
