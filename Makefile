@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data),)
 export QLEARN_DATA_ROOT ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test install-check clean
 
 $(BIN)/qlearn: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,28 @@ demo: setup
 # The test suite, then every notebook top to bottom in quick mode (real execution, no outputs kept).
 test: setup
 	QLEARN_QUICK=1 $(BIN)/python -m pytest -q tests --nbmake --nbmake-timeout=1800 notebooks/[0-9][0-9]_*.ipynb
+
+# A real install: the package alone (non-editable) in a second fresh virtualenv, then real commands
+# from a temporary folder outside the repository, reading package data only (the demo grid, a
+# download manifest, the chitchat and friends builds).
+CHECK_VENV ?= build/install-check
+install-check:
+	rm -rf $(CHECK_VENV)
+	$(PYTHON) -m venv $(CHECK_VENV)
+	$(CHECK_VENV)/bin/pip install -q -c constraints.txt torch
+	$(CHECK_VENV)/bin/pip install -q -c constraints.txt ".[offline]"
+	set -e; Q=$(abspath $(CHECK_VENV))/bin; T=$$(mktemp -d); cd $$T; \
+	$$Q/qlearn demo --help >/dev/null; \
+	$$Q/python -c "import qlearn, sys; sys.exit(0 if '/site-packages/' in qlearn.__file__ else 'qlearn imported from ' + qlearn.__file__)"; \
+	$$Q/python -m qlearn.resources demo.yaml > demo.yaml; \
+	$$Q/python -c "from qlearn.evaluate.ablate import AblateConfig; from qlearn.evaluate.baselines import load_profile; print(AblateConfig.from_yaml('demo.yaml').systems, load_profile('Ross')[:40])"; \
+	$$Q/qlearn data build --source chitchat --out data | tail -n 3; \
+	if [ -n "$$QLEARN_DATA_ROOT" ]; then \
+	  mkdir -p src/friends_emorynlp && cp "$$QLEARN_DATA_ROOT"/friends_emorynlp/friends.rda src/friends_emorynlp/; \
+	  $$Q/qlearn data download friends --root src; \
+	  $$Q/qlearn data build --source friends --responder Ross --root src --out data | tail -n 3; fi; \
+	cd /; rm -rf $$T
+	@echo "install-check: the non-editable install works from package data"
 
 # The course in JupyterLab (installs the `notebooks` extra once), and the student edition
 # (solutions removed, exercise cells empty) in notebooks/student/.

