@@ -20,7 +20,10 @@ def test_config_systems_sweeps_and_errors(tmp_path):
     assert cfg.train_config("w/o clustering").n_clusters == 1
     assert cfg.train_config("w/o contrastive").model.qc_weight == 0
     assert cfg.train_config("FT").model.specific is False
-    assert cfg.train_config("w/o low-rank").model.rank is None
+    assert cfg.train_config("w/o low-rank").model.specific_mlp == "copy_lora"
+    assert cfg.train_config("w/o low-rank (random full-width)").model.specific_mlp == "full_random"
+    assert cfg.train_config("w/o low-rank (full training)").model.specific_mlp == "copy_full"
+    assert cfg.train_config("Ours").model.specific_mlp == "low_rank"
     assert cfg.train_config("Ours").output_dir.endswith("runs/ablate/x/runs/ours")
     assert set(SYSTEMS) >= {"w/o multi-view", "Ours (residual fusion)"}
     with pytest.raises(ValueError, match="unknown system"):

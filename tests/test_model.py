@@ -287,3 +287,92 @@ def test_cli_generate_loads_a_saved_adapter(tiny, tmp_path):
                           "--querier", "A", "--max-new-tokens", "3", "--device", "cpu"],
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+# ---- the "w/o low-rank" variants (QARConfig.specific_mlp) -------------------------------------
+def _tiny_batch(tok):
+    enc = tok(["Ann: where were you?\nBob: out", "Bob: hi"], return_tensors="pt", padding=True)
+    return {**enc, "labels": enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)}
+
+
+def test_specific_mlp_defaults_and_backward_compatibility():
+    assert QARConfig().specific_mlp == "low_rank"
+    assert QARConfig(rank=None).specific_mlp == "copy_full"  # what rank=None always meant
+    assert QARConfig.from_dict({"rank": None}).specific_mlp == "copy_full"  # an old saved config
+    assert QARConfig(specific_mlp="copy_lora", rank=None).specific_mlp == "copy_lora"
+    with pytest.raises(ValueError, match="specific_mlp='full'"):
+        QARConfig(specific_mlp="full")
+    with pytest.raises(ValueError, match="needs a rank"):
+        QARConfig(specific_mlp="low_rank", rank=None)
+
+
+@pytest.mark.parametrize("kind", ["low_rank", "copy_lora", "full_random", "copy_full"])
+def test_specific_mlp_variants_build_train_the_right_parameters_and_start_where_they_should(tiny, kind):
+    base, tok = tiny
+    batch = _tiny_batch(tok)
+    with torch.no_grad():
+        ref = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    pre = base.model.layers[0].mlp
+    model = QuerierAwareLM.from_base(copy.deepcopy(base), QARConfig(
+        specific_mlp=kind, rank=8, lora_r=4, lora_dropout=0.0, fusion="mean"))
+    spec = model.hf.model.layers[0].mlp.specific
+    d, inter = base.config.hidden_size, base.config.intermediate_size
+    width = {"low_rank": 8}.get(kind, inter)
+    assert spec.w_gate.weight.shape == (width, d) and spec.w_down.weight.shape == (d, width)
+    copied = torch.equal(spec.w_gate.weight.to(pre.gate_proj.weight.dtype), pre.gate_proj.weight)
+    assert copied == (kind in ("copy_lora", "copy_full"))
+
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and ".mlp.specific." in n}
+    copy_weights = {n for n, _ in model.named_parameters() if ".mlp.specific.w_" in n}
+    if kind == "copy_lora":
+        assert trainable and not trainable & copy_weights  # only the LoRA on the frozen copy
+        assert all(".adapt_" in n for n in trainable)
+        n_lora = sum(p.numel() for n, p in model.named_parameters() if n in trainable)
+        # r·(in + out) for each of gate, up (d -> inter) and down (inter -> d), r = lora_r = 4
+        assert n_lora == len(model.hf.model.layers) * 4 * 3 * (d + inter)
+    else:
+        assert trainable == copy_weights  # the whole specific SwiGLU trains
+
+    with torch.no_grad():
+        out = model(**batch).logits
+    # the copies start as the pretrained MLP: mean fusion of two equal streams = the base model
+    assert torch.allclose(out, ref, atol=1e-5) == (kind in ("copy_lora", "copy_full"))
+
+    model.train()
+    loss = model(**batch).loss
+    loss.backward()
+    for n, p in model.named_parameters():
+        if ".mlp.specific." in n:
+            assert (p.grad is not None) == (n in trainable), n
+            if n in trainable and ".adapt_a." not in n:  # LoRA's A has zero gradient while B = 0
+                assert p.grad.abs().sum() > 0, n
+    before = spec.w_gate.weight.detach().clone()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    assert torch.equal(spec.w_gate.weight, before) == (kind == "copy_lora")
+
+
+def test_random_full_width_control_has_the_low_rank_init(tiny):
+    """full_random differs from low_rank only in width: the same N(0, initializer_range) init."""
+    std = tiny[0].config.initializer_range
+    for kind in ("low_rank", "full_random"):
+        model = QuerierAwareLM.from_base(copy.deepcopy(tiny[0]), QARConfig(specific_mlp=kind, rank=8))
+        w = model.hf.model.layers[1].mlp.specific.w_up.weight
+        assert abs(w.std().item() - std) < 0.3 * std and abs(w.mean().item()) < 0.3 * std
+
+
+def test_copy_lora_saves_only_its_lora_and_reloads(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    from qlearn.model import WEIGHTS_FILE
+
+    base, tok = tiny
+    batch = _tiny_batch(tok)
+    model = QuerierAwareLM.from_base(copy.deepcopy(base), QARConfig(specific_mlp="copy_lora", lora_r=4))
+    with torch.no_grad():
+        for p in model.hf.model.layers[0].mlp.specific.adapt_b.values():
+            p.normal_(std=0.1)  # a trained-looking adapter
+    model.save_pretrained(tmp_path / "run")
+    saved = load_file(str(tmp_path / "run" / WEIGHTS_FILE))
+    assert any(".adapt_b." in k for k in saved) and not any(".specific.w_" in k for k in saved)
+    back = QuerierAwareLM.from_pretrained(copy.deepcopy(base), tmp_path / "run").eval()
+    assert torch.allclose(logits(back, batch), logits(model.eval(), batch), atol=1e-5)

@@ -35,7 +35,11 @@ from .metrics import bootstrap_ci, guess_lang, paired_test, rouge_l, rouge_l_sco
 SYSTEMS = {
     "FT": {"model.specific": False},
     "Ours": {},
-    "w/o low-rank": {"model.rank": None},
+    # "w/o low-rank" as the official code means it: a frozen copy of the pretrained MLP + LoRA;
+    # the control changes only the width (same random init as Ours); the old full-training copy
+    "w/o low-rank": {"model.specific_mlp": "copy_lora"},
+    "w/o low-rank (random full-width)": {"model.specific_mlp": "full_random"},
+    "w/o low-rank (full training)": {"model.specific_mlp": "copy_full"},
     "w/o clustering": {"n_clusters": 1},
     "w/o multi-view": {"model.n_views": 1},
     "w/o contrastive": {"model.qc_weight": 0.0},
