@@ -236,12 +236,18 @@ def student(src: Path, folder: Path) -> Path:
     return out
 
 
-def render(src: Path, timeout: int = 3600) -> Path:
-    """Execute the notebook in quick mode from a temporary folder; keep the outputs its policy allows."""
+def render(src: Path, timeout: int = 3600, out_dir: Path = HERE, figures: Path | None = None) -> Path:
+    """Execute the notebook in quick mode from a temporary folder; keep the outputs its policy allows.
+
+    Writes ``out_dir/NN_name.ipynb`` and the ``figure=NAME`` images into ``figures``
+    (default ``out_dir/figures``); prints the wall time."""
+    import time
     from nbclient import NotebookClient
 
     nb = make(src)
     policy = nb.metadata["qlearn"]["render"]
+    figures = figures or out_dir / "figures"
+    start = time.perf_counter()
     env_before = dict(os.environ)
     os.environ["QLEARN_QUICK"] = "1"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -252,7 +258,7 @@ def render(src: Path, timeout: int = 3600) -> Path:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    figures = HERE / "figures"
+    seconds = time.perf_counter() - start
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -267,9 +273,10 @@ def render(src: Path, timeout: int = 3600) -> Path:
         for k, png in enumerate(images if name else []):
             figures.mkdir(exist_ok=True)
             (figures / f"{name}{'' if k == 0 else f'_{k + 1}'}.png").write_bytes(base64.b64decode(png))
-    nb.metadata["qlearn"]["rendered"] = "quick mode, CPU, smollm2-135m offline (Q4_1 GGUF dequantised to fp32)"
-    out = HERE / f"{src.stem}.ipynb"
+    nb.metadata = make(src).metadata  # the kernel's language_info etc. would differ per machine
+    out = out_dir / f"{src.stem}.ipynb"
     nbformat.write(nb, out)
+    print(f"  {src.stem}: executed in {seconds:.0f} s")
     return out
 
 

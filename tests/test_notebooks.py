@@ -120,6 +120,36 @@ def test_student_edition_has_no_solutions(tmp_path):
         assert "questionnaire" in _tags(student["cells"][-1])
 
 
+def test_render_keeps_only_what_the_policy_allows(tmp_path):
+    """`--render` on a toy source: only `# %% publish` cells keep outputs, figures are saved."""
+    src = tmp_path / "src" / "99_toy.py"
+    src.parent.mkdir()
+    src.write_text('''# %%
+META = {"title": "99 · Toy", "goals": ["render"], "time": "1 s.", "hardware": "CPU.", "lm": False}
+
+# %%
+print("PRIVATE: not a publish cell")
+
+# %% figure=99_toy
+import matplotlib.pyplot as plt
+print("PUBLIC")
+plt.plot([0, 1], [1, 0])
+plt.show()
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+# </details>
+''', encoding="utf-8")
+    out = build.render(src, timeout=120, out_dir=tmp_path)
+    nb = json.loads(out.read_text(encoding="utf-8"))
+    texts = {c["id"]: json.dumps(c.get("outputs", [])) for c in nb["cells"] if c["cell_type"] == "code"}
+    assert not any("PRIVATE" in t for t in texts.values())
+    kept = [c for c in nb["cells"] if c.get("outputs")]
+    assert len(kept) == 1 and "PUBLIC" in json.dumps(kept[0]["outputs"]) and "publish" in _tags(kept[0])
+    assert (tmp_path / "figures" / "99_toy.png").read_bytes()[:4] == b"\x89PNG"
+    assert nb["metadata"] == dict(build.make(src).metadata)
+
+
 def test_readme_course_table_is_generated():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert build.README_START in readme, "the README course table sits between the course-table markers"

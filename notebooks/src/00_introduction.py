@@ -335,21 +335,22 @@ plt.show()
 # %% [markdown]
 # ## 4. Set-up
 #
-# **On Colab.** Click the badge at the top of a notebook, choose *Runtime → Change runtime type →
-# T4 GPU*, and run the cells in order. The first code cell clones qlearn and installs it with pip;
-# Colab already has torch, transformers, scikit-learn and matplotlib, so only the rest is added. The
-# TV transcripts are not shipped (they are copyrighted); fetch the public source files with
-# `!qlearn data download friends --root data_root` and set `os.environ["QLEARN_DATA_ROOT"] =
-# "data_root"`. The real-person chats (`chitchat-dataset`) install with pip.
+# **On Colab.** Click the badge at the top of a notebook; the notebooks that train ask Colab for a
+# T4 GPU runtime (otherwise choose *Runtime → Change runtime type → T4 GPU*). Run the cells in order.
+# The first code cell clones qlearn and installs it with pip; Colab already has torch, transformers,
+# scikit-learn and matplotlib, so only the rest is added. The TV transcripts are not shipped (they
+# are copyrighted): the notebooks that read them have a data cell that downloads the public source
+# files (pinned, sha256-checked) when `QLEARN_DATA_ROOT` is not set. The real-person chats
+# (`chitchat-dataset`) install with pip. The notebooks that train have an optional cell that mounts
+# Google Drive, so that checkpoints survive a disconnect.
 #
 # **Locally** (Linux or macOS, Python ≥ 3.10, no GPU needed):
 #
 # ```bash
-# git clone https://github.com/qlearn-course/qlearn && cd qlearn
+# git clone https://github.com/{{GITHUB_SLUG}} && cd qlearn
 # make setup                      # .venv with qlearn, torch (CPU), SmolLM2-135M and MiniLM offline
-# . .venv/bin/activate
-# export QLEARN_DATA_ROOT=/path/to/transcripts   # only for notebooks that read the TV scripts
-# jupyter lab notebooks/
+# export QLEARN_DATA_ROOT=/path/to/transcripts   # optional: else the notebooks download them
+# make lab                        # JupyterLab on notebooks/ (installs the `notebooks` extra once)
 # ```
 #
 # **Running every notebook as a test**: `pytest --nbmake notebooks/` executes each notebook top to
@@ -361,7 +362,9 @@ plt.show()
 # Every notebook starts with the same *parameters* cell (above, tagged `parameters`):
 #
 # - `QUICK = True` when there is no GPU (or when `QLEARN_QUICK=1`): the small model
-#   (SmolLM2-135M-Instruct), little data, a few dozen training steps. Everything finishes in minutes
+#   (SmolLM2-135M-Instruct; offline its weights are a Q4_1 GGUF dequantised to fp32, so slightly
+#   degraded; `MODEL = "smollm2-135m-hub"` loads the original ones where the hub is reachable), little
+#   data, a few dozen training steps. Everything finishes in minutes
 #   on a CPU and the *shapes* of the results are right, but the numbers are not the paper's.
 # - `QUICK = False` on a GPU (or `QLEARN_QUICK=0`): a larger model (Qwen2.5-0.5B-Instruct by
 #   default, any Llama/Qwen2-style chat model works), full datasets and longer training.
