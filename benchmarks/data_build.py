@@ -10,12 +10,11 @@ import os
 import time
 
 from qlearn.data import all_responders, build_dataset
-from qlearn.data import pipeline, readers
+from qlearn.data.pipeline import clear_caches
 
 
 def one_run() -> tuple[float, dict, float]:
-    readers._read_cached.cache_clear()
-    pipeline._CLEANED.clear()
+    clear_caches()
     times, start, cpu = {}, time.perf_counter(), time.process_time()
     for source, responder in all_responders():
         t = time.perf_counter()

@@ -375,7 +375,7 @@ class QARTrainingModule(nn.Module):
             self.contrastive.load_state_dict(state)
 
 
-def _trainer_class():
+def trainer_class():
     from transformers import Trainer, TrainerCallback
 
     class QARTrainer(Trainer):
@@ -441,7 +441,7 @@ def _trainer_class():
     return QARTrainer, MetricsLogger
 
 
-def _precision(cfg: TrainConfig) -> str:
+def resolve_precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     if torch.cuda.is_available():
@@ -454,7 +454,7 @@ def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None)
     weights stay fp32), wrapped by ``QuerierAwareLM``, plus the contrastive loss."""
     from .assets import load_lm, tiny_lm
 
-    precision = _precision(cfg)
+    precision = resolve_precision(cfg)
     if cfg.base_model == "tiny":  # the random 2-layer Llama of the tests
         base, tokenizer = tiny_lm(seed=cfg.seed)
         base = base.to(device or "cpu")
@@ -474,7 +474,7 @@ def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None)
     return QARTrainingModule(model, qc), tokenizer
 
 
-def _training_arguments(cfg: TrainConfig, precision: str):
+def training_arguments(cfg: TrainConfig, precision: str):
     from transformers import TrainingArguments
 
     kwargs = dict(
@@ -510,7 +510,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     checkpoint = last_checkpoint(run) if resume else None  # before any work: is there one?
     run.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
-    args = _training_arguments(cfg, _precision(cfg))  # sets up DDP under torchrun/accelerate
+    args = training_arguments(cfg, resolve_precision(cfg))  # sets up DDP under torchrun/accelerate
     ds, n_clusters = load_data(cfg)
     check_queriers(cfg, ds)
     module, tokenizer = build_model(cfg, len(ds.queriers), n_clusters, device=args.device)
@@ -537,7 +537,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     if checkpoint is not None and main:  # rows logged after the checkpoint are logged again
         probe["resumed_from_step"] = truncate_metrics(run / METRICS_FILE, checkpoint_step(checkpoint))
 
-    QARTrainer, MetricsLogger = _trainer_class()
+    QARTrainer, MetricsLogger = trainer_class()
     sampler = (ClusterBatchSampler([w.cluster_id for w in ds.train], cfg.batch_size, cfg.seed)
                if cfg.cluster_batches else None)
     trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,

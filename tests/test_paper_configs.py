@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from qlearn.train import TrainConfig, _training_arguments
+from qlearn.train import TrainConfig, training_arguments
 
 PAPER = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml"))
 
@@ -14,7 +14,7 @@ def test_paper_config_keeps_every_epoch(path):
     assert cfg.epochs >= 20 and cfg.max_steps == -1
     assert cfg.save_steps is None and cfg.save_total_limit is None, \
         "a limit would delete the epochs that validation selection chooses among"
-    args = _training_arguments(cfg, "no")
+    args = training_arguments(cfg, "no")
     assert args.save_strategy == "epoch" and args.save_total_limit is None
 
 

@@ -108,13 +108,13 @@ Image(str(out / "rougeL.png"))
 
 # %%
 from qlearn.evaluate import rouge_l
-from qlearn.evaluate.ablate import _checkpoints, load_trained
+from qlearn.runs import checkpoints, load_trained
 from qlearn.evaluate.baselines import model_replies
 
 tc = cfg.train_config("Ours")
 refs = [w.reply for w in grid.test]
 per_ckpt = []
-for ckpt in _checkpoints(Path(tc.output_dir)):
+for ckpt in checkpoints(Path(tc.output_dir)):
     model, tok = load_trained(ckpt, tc)
     test_score = rouge_l(model_replies(model, tok, grid.test, max_new_tokens=cfg.eval.max_new_tokens), refs, grid.lang)
     val_score = rouge_l(model_replies(model, tok, grid.val, max_new_tokens=cfg.eval.max_new_tokens),

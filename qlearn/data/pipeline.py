@@ -120,6 +120,14 @@ def clean_chunks(chunks: list[Chunk], threshold: float, dropped: Counter) -> lis
 _CLEANED: dict = {}  # (id(show), threshold) -> (show, chunks, dropped): clean once per process
 
 
+def clear_caches() -> None:
+    """Forget this process's parsed shows and cleaned chunks (the next build starts cold)."""
+    from .readers import read_cached
+
+    read_cached.cache_clear()
+    _CLEANED.clear()
+
+
 def _cleaned(show: Show, threshold: float):
     key = (id(show), threshold)
     if key not in _CLEANED or _CLEANED[key][0] is not show:

@@ -424,7 +424,7 @@ def source_folder(source: str, root: str | os.PathLike | None = None) -> Path:
 
 
 @lru_cache(maxsize=16)
-def _read_cached(source: str, folder: str, gap: float) -> Show:
+def read_cached(source: str, folder: str, gap: float) -> Show:
     reader = SOURCES[source][1]
     return reader(Path(folder), gap) if source == "chitchat" else reader(Path(folder))
 
@@ -433,4 +433,4 @@ def read_show(source: str, root: str | os.PathLike | None = None,
               session_gap_hours: float = 3.0) -> Show:
     """Parse one source (cached per process: build several responders for the price of one)."""
     folder = source_folder(source, root)
-    return _read_cached(source, str(folder.resolve()), session_gap_hours)
+    return read_cached(source, str(folder.resolve()), session_gap_hours)

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..runs import base_lm, checkpoints, load_trained
 from .baselines import PROMPT_BASELINES, baseline_replies, model_replies
 from .asker_fit import asker_fit, asker_fit_scores
 from .metrics import bootstrap_ci, guess_lang, paired_test, rouge_l, rouge_l_scores, score_all
@@ -337,7 +338,7 @@ class Grid:
             start = time.perf_counter()
             train(tc)
             rec["train_s"] = round(time.perf_counter() - start, 1)
-        cands = _checkpoints(run)
+        cands = checkpoints(run)
         if not self.cfg.eval.select_on_val or len(cands) == 1 or not self.val:
             rec["checkpoint"] = cands[-1].name
             return (*load_trained(cands[-1], tc), rec)
@@ -484,7 +485,7 @@ class Grid:
                 cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
                 if cache.get("key") != key:
                     cache = {"key": key, "points": {}}
-                for c in _checkpoints(Path(tc.output_dir)):
+                for c in checkpoints(Path(tc.output_dir)):
                     step = int(c.name.split("-")[1]) if c.name.startswith("checkpoint-") else tc.max_steps
                     if str(step) not in cache["points"]:
                         model, tok = load_trained(c, tc)

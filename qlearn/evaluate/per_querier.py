@@ -33,8 +33,8 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
     ``max_steps`` is the total budget); returns ``{querier: folder with the saved model}``."""
     from ..collate import Collator
     from ..model import QuerierAwareLM
-    from ..train import QARTrainingModule, _precision, _trainer_class, _training_arguments
-    from .ablate import base_lm
+    from ..runs import base_lm
+    from ..train import QARTrainingModule, resolve_precision, trainer_class, training_arguments
 
     if cfg.max_steps <= 0:
         raise ValueError("per-querier LoRA shares out max_steps: set train.max_steps > 0")
@@ -50,10 +50,10 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
                                    save_steps=10 ** 9)
         base, tok = base_lm(qcfg.base_model, qcfg.seed)
         module = QARTrainingModule(QuerierAwareLM.from_base(base, qcfg.model), None)
-        QARTrainer, MetricsLogger = _trainer_class()
+        QARTrainer, MetricsLogger = trainer_class()
         folder.mkdir(parents=True, exist_ok=True)
         qcfg.to_yaml(folder / "train_config.yaml")
-        trainer = QARTrainer(model=module, args=_training_arguments(qcfg, _precision(qcfg)),
+        trainer = QARTrainer(model=module, args=training_arguments(qcfg, resolve_precision(qcfg)),
                              train_dataset=[w for w in dataset.train if w.querier == q],
                              data_collator=Collator(tok, max_length=qcfg.max_length),
                              callbacks=[MetricsLogger(folder / "metrics.jsonl")])
@@ -67,7 +67,7 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
 
 def per_querier_replies(folders: dict[str, Path], cfg, windows: Sequence, **generate_kwargs) -> list[str]:
     """Each window answered by its querier's adapter (the base model for an unknown querier)."""
-    from .ablate import base_lm, load_trained
+    from ..runs import base_lm, load_trained
     from .baselines import model_replies
 
     replies: list[str | None] = [None] * len(windows)
