@@ -54,8 +54,8 @@ install-check:
 $(BIN)/jupyter-lab: | $(BIN)/qlearn
 	$(BIN)/pip install -q -c constraints.txt -e ".[notebooks]"
 
-lab: setup $(BIN)/jupyter-lab
-	$(BIN)/jupyter lab notebooks/
+lab: setup $(BIN)/jupyter-lab  # as root (a container): make lab LAB_ARGS=--allow-root
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 student: setup
 	$(BIN)/python notebooks/build.py --student

@@ -162,7 +162,7 @@ print(ds, "->", len(windows), "test windows;", "queriers:", ds.queriers)
 # | system | system turn |
 # |---|---|
 # | Zero-shot | none |
-# | RPG | a responder profile we wrote (`data/profiles/<responder>.md`) |
+# | RPG | a responder profile we wrote (`qlearn/resources/profiles/<responder>.md`) |
 # | Few-shot | the 5 training dialogues most similar to this window (MiniLM) |
 # | QCG | a profile of the *querier*, built from the training data |
 #
