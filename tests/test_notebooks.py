@@ -237,6 +237,14 @@ def test_stored_outputs_carry_no_transcript_text(src, transcript_shingles):
             assert not leaks, f"{src.stem}, cell {cell['id']}: a stored output quotes a transcript: {leaks[0]!r}"
 
 
+def test_readme_images_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r'<img src="([^"]+)"', readme) + re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme)
+    local = [i for i in images if not i.startswith("http")]
+    missing = [i for i in local if not (ROOT / i).is_file()]
+    assert not missing, f"README shows images that are not in the repository: {missing}"
+
+
 def test_committed_figures_are_pngs():
     for png in (NB / "figures").glob("*.png") if (NB / "figures").is_dir() else []:
         assert png.read_bytes()[:8] == base64.b64decode("iVBORw0KGgo="), png
