@@ -15,7 +15,10 @@ Each training window gives one pooled vector ``z`` (the specific stream's respon
 3. **logits**: the cosine of ``e_v`` with the prototypes of view ``w != v`` of every querier *of the
    same cluster*, divided by the temperature; cross-entropy with target ``y``, averaged over the
    view pairs (with one view, a view is matched against its own prototypes) and the batch, then
-   clipped to ``[0, clip]``;
+   clipped to ``[0, clip]``. ``dummy_slots=2`` reproduces the official code, whose softmax also
+   runs over two never-written prototype slots (the constant, uniform-direction vector): they add
+   two fixed negatives, so an untrained loss is log(N+2) instead of log(N). qlearn's default is 0
+   (no slot that no querier owns); the paper recipes set 2;
 4. after the loss, the (detached) ``e_v`` are written into the memories and the centre is
    updated. Under ``torch.distributed`` they are all-gathered first, so every rank holds the same
    memory and centre; in one process nothing distributed is called.
@@ -46,6 +49,8 @@ class QuerierContrastiveLoss(nn.Module):
         views_trainable: False reproduces the official code (views frozen at their random init).
         init_std: the views' weights start as N(0, init_std), biases at zero.
         center: subtract a running mean of ``z`` before the views (False = official code).
+        dummy_slots: constant prototype slots added to every softmax as extra negatives (2 =
+            official code, 0 = none; never a target, never written).
     """
 
     CENTER_MOMENTUM = 0.9
@@ -53,13 +58,16 @@ class QuerierContrastiveLoss(nn.Module):
     def __init__(self, dim: int, n_queriers: int, n_clusters: int = 1, n_views: int = 2,
                  view_dim: int = 512, memory_size: int = 512, temperature: float = 0.1,
                  clip: float = 10.0, views_trainable: bool = True, init_std: float = 0.02,
-                 center: bool = True):
+                 center: bool = True, dummy_slots: int = 0):
         super().__init__()
         if n_queriers < 1 or n_clusters < 1 or n_views < 1 or memory_size < 1:
             raise ValueError(f"QuerierContrastiveLoss needs n_queriers, n_clusters, n_views and "
                              f"memory_size >= 1, got {n_queriers}, {n_clusters}, {n_views}, {memory_size}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if dummy_slots < 0:
+            raise ValueError(f"dummy_slots must be >= 0 (2 = the official code), got {dummy_slots}")
+        self.dummy_slots = int(dummy_slots)
         self.dim, self.n_queriers, self.n_clusters = dim, n_queriers, n_clusters
         self.n_views, self.view_dim, self.memory_size = n_views, view_dim, memory_size
         self.temperature, self.clip, self.center = temperature, clip, center
@@ -77,7 +85,8 @@ class QuerierContrastiveLoss(nn.Module):
         return (f"dim={self.dim}, n_queriers={self.n_queriers}, n_clusters={self.n_clusters}, "
                 f"n_views={self.n_views}, view_dim={self.view_dim}, memory_size={self.memory_size}, "
                 f"temperature={self.temperature}, clip={self.clip}, "
-                f"views_trainable={self.weight.requires_grad}, center={self.center}")
+                f"views_trainable={self.weight.requires_grad}, center={self.center}"
+                + (f", dummy_slots={self.dummy_slots}" if self.dummy_slots else ""))
 
     def project(self, z: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
         """``[B, d] -> [B, n_views, view_dim]`` through each sample's own cluster's views
@@ -94,12 +103,17 @@ class QuerierContrastiveLoss(nn.Module):
         return torch.where(count > 0, mean, torch.full_like(mean, EMPTY))
 
     def logits(self, e: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:
-        """``[B, n_views, n_views, n_queriers]``: cosine(e_v, prototype_w of each querier) / T.
+        """``[B, n_views, n_views, n_queriers + dummy_slots]``: cosine(e_v, prototype_w of each
+        querier, then of each dummy slot) / T.
 
         Only the prototypes of the sample's own cluster are compared: queriers compete only with
         the queriers that asked similar queries.
         """
-        protos = F.normalize(self.prototypes()[cluster], dim=-1)  # [B, N, V, P]
+        protos = self.prototypes()[cluster]  # [B, N, V, P]
+        if self.dummy_slots:  # the official code's never-written slots N, N+1: constant vectors
+            b, _, v, p = protos.shape
+            protos = torch.cat([protos, protos.new_full((b, self.dummy_slots, v, p), EMPTY)], dim=1)
+        protos = F.normalize(protos, dim=-1)
         return torch.einsum("bvp,bnwp->bvwn", F.normalize(e, dim=-1), protos) / self.temperature
 
     def forward(self, z: torch.Tensor, querier: torch.Tensor, cluster: torch.Tensor) -> torch.Tensor:

@@ -74,6 +74,8 @@ class QARConfig:
         other layers both streams share the pretrained MLP (+LoRA).
     n_views ... qc_center: the querier-contrastive loss (docs/method.md §5), read by ``qlearn.contrastive``
         (``qc_center`` is qlearn's centering of the pooled vectors; False = the official code).
+    qc_dummy_slots: constant prototype slots in the contrastive softmax (2 = the official code's
+        N+2 slots, as in the paper recipes; 0 = qlearn's default). See docs/protocol.md.
     """
     rank: int | None = 64
     lora_r: int = 16
@@ -93,6 +95,7 @@ class QARConfig:
     qc_clip: float = 10.0
     qc_center: bool = True
     specific_mlp: str | None = None
+    qc_dummy_slots: int = 0
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)
@@ -105,6 +108,9 @@ class QARConfig:
                              f"{SPECIFIC_MLPS}")
         if self.specific_mlp == "low_rank" and self.rank is None:
             raise ValueError("QARConfig.specific_mlp='low_rank' needs a rank (e.g. model.rank=64)")
+        if self.qc_dummy_slots < 0:
+            raise ValueError(f"QARConfig.qc_dummy_slots={self.qc_dummy_slots}: use 0 (qlearn) or 2 "
+                             "(the official code's two constant prototype slots)")
         if self.fusion not in FUSIONS:
             raise ValueError(f"QARConfig.fusion={self.fusion!r}: use one of {FUSIONS}")
         if self.specific_init not in INITS:

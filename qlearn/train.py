@@ -470,7 +470,8 @@ def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None)
             dim=base.config.hidden_size, n_queriers=n_queriers, n_clusters=n_clusters,
             n_views=m.n_views, view_dim=m.view_dim, memory_size=m.memory_size,
             temperature=m.temperature, clip=m.qc_clip, views_trainable=m.views_trainable,
-            center=m.qc_center, init_std=getattr(base.config, "initializer_range", 0.02)).to(model.device)
+            center=m.qc_center, init_std=getattr(base.config, "initializer_range", 0.02),
+            dummy_slots=m.qc_dummy_slots).to(model.device)
     return QARTrainingModule(model, qc), tokenizer
 
 

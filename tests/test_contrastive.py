@@ -204,3 +204,30 @@ def test_ddp_two_processes_identical_memories_and_weights():
             expected.index_put_((c, y), torch.ones_like(y), accumulate=True)
     assert s0["qc.count"].tolist() == expected.clamp(max=5).tolist()
     assert s0["qc.memory"].abs().sum() > 0
+
+
+def test_dummy_slots_reproduce_the_official_n_plus_2_softmax():
+    """dummy_slots=2: two constant negatives in every softmax, so an untrained loss is log(N+2);
+    they are never a target and never written."""
+    z, y, c = torch.randn(4, 8), torch.tensor([0, 1, 1, 4]), torch.tensor([2, 2, 0, 2])
+    qc = QuerierContrastiveLoss(dim=8, n_queriers=5, n_clusters=3, view_dim=4, memory_size=3,
+                                dummy_slots=2)
+    assert qc.eval()(z, y, c).item() == pytest.approx(math.log(7), rel=1e-6)
+    assert qc.logits(qc.project(z, c), c).shape == (4, 2, 2, 7)
+    qc.train()(z, y, c)
+    assert qc.memory.shape[1] == 5 and qc.count.sum() == 4  # written slots are the queriers' only
+    # a dummy slot equals an empty querier's prototype: the uniform direction
+    logits = qc.logits(qc.project(z, c), c)
+    torch.testing.assert_close(logits[..., 5], logits[..., 6])
+    torch.testing.assert_close(logits[0, ..., 5], logits[0, ..., 3])  # querier 3 is empty in cluster 2
+    with pytest.raises(ValueError, match="dummy_slots must be >= 0"):
+        QuerierContrastiveLoss(dim=8, n_queriers=2, dummy_slots=-1)
+
+
+def test_paper_recipes_use_the_official_slots():
+    from pathlib import Path
+
+    from qlearn.train import TrainConfig
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml")):
+        assert TrainConfig.from_yaml(path).model.qc_dummy_slots == 2, path.name

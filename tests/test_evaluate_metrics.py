@@ -70,7 +70,7 @@ def test_bleu_equals_nltk_and_hand_value():
                                      weights=(1 / n,) * n)
         assert bleu(EN_PRED, EN_REF, n=n) == pytest.approx(expected)
     zh = 100 * corpus_bleu([[list(r)] for r in ZH_REF], [list(p) for p in ZH_PRED], weights=(1, 0, 0, 0)[:1])
-    assert bleu(ZH_PRED, ZH_REF, lang="zh", n=1) == pytest.approx(zh)
+    assert bleu(ZH_PRED, ZH_REF, lang="zh", n=1, zh_tokens="chars") == pytest.approx(zh)
     # a b c d vs a b e d: unigram precision 3/4, no brevity penalty
     assert bleu(["a b c d"], ["a b e d"], n=1) == pytest.approx(75)
     assert bleu(["a b c d"], ["a b e d"], n=1, stopwords={"c", "e"}) == pytest.approx(100)
@@ -79,7 +79,7 @@ def test_bleu_equals_nltk_and_hand_value():
 def test_bleu_stopword_file(tmp_path):
     f = tmp_path / "stop.txt"
     f.write_text("了\n的\n\n", encoding="utf-8")
-    assert bleu(["好的了"], ["好"], lang="zh", n=1, stopwords=f) == pytest.approx(100)
+    assert bleu(["好的了"], ["好"], lang="zh", n=1, stopwords=f, zh_tokens="chars") == pytest.approx(100)
     with pytest.raises(FileNotFoundError, match="one word per line"):
         bleu(["a"], ["a"], stopwords=tmp_path / "missing.txt")
 
@@ -110,3 +110,44 @@ def test_bootstrap_and_paired_test():
     assert better.p_value < 0.001 and better.ci.low > 0.5
     same = paired_test(x, x)
     assert same.diff == 0 and same.p_value == 1.0
+
+
+def test_chinese_bleu_on_jieba_words():
+    """The official script segments Chinese with jieba; BLEU-n then counts word n-grams."""
+    import jieba
+
+    from qlearn.evaluate.metrics import bleu_tokens
+
+    assert bleu_tokens("我今天很高兴", "zh") == jieba.lcut("我今天很高兴")
+    assert "今天" in bleu_tokens("我今天很高兴", "zh")  # a word, not two characters
+    for n in (1, 2, 3, 4):
+        expected = 100 * corpus_bleu([[jieba.lcut(r)] for r in ZH_REF], [jieba.lcut(p) for p in ZH_PRED],
+                                     weights=(1 / n,) * n)
+        assert bleu(ZH_PRED, ZH_REF, lang="zh", n=n) == pytest.approx(expected)
+    # 今天 matched as one word: unigram precision 2/3 (我, 今天 of 我/今天/很高兴 vs 今天/我/很/开心)
+    words = bleu(["我今天很高兴"], ["今天我很开心"], lang="zh", n=1)
+    chars = bleu(["我今天很高兴"], ["今天我很开心"], lang="zh", n=1, zh_tokens="chars")
+    assert words != pytest.approx(chars)
+    with pytest.raises(ValueError, match="zh_tokens='jieba'"):
+        bleu(["好"], ["好"], lang="zh", zh_tokens="jieba")
+
+
+def test_builtin_stopwords_for_english_and_chinese():
+    from qlearn.evaluate.metrics import ZH_STOPWORDS, stopword_set
+
+    # English: scikit-learn's list; tokens matched lower-cased without edge punctuation
+    assert {"the", "and", "you"} <= stopword_set("builtin", "en")
+    assert bleu(["The cat, and you"], ["cat, the"], n=1) < 100
+    assert bleu(["The cat, and you"], ["cat, the"], n=1, stopwords="builtin") == pytest.approx(100)
+    # Chinese: our function-word list, on jieba words
+    assert {"的", "了", "我们"} <= ZH_STOPWORDS == stopword_set("builtin", "zh")
+    assert bleu(["我们的掌柜"], ["掌柜"], lang="zh", n=1) < 100
+    assert bleu(["我们的掌柜"], ["掌柜"], lang="zh", n=1, stopwords="builtin") == pytest.approx(100)
+
+
+def test_score_all_reports_bleu_1_to_4():
+    from qlearn.evaluate.metrics import score_all
+
+    row = score_all(EN_PRED, EN_REF, "en")
+    assert [k for k in row if k.startswith("bleu")] == ["bleu1", "bleu2", "bleu3", "bleu4"]
+    assert row["bleu1"] >= row["bleu2"] >= row["bleu3"] >= row["bleu4"]

@@ -65,7 +65,7 @@ class EvalConfig:
     do_sample: bool = False
     seed: int = 0
     reference: str = "Ours"  # paired tests of every system against this one
-    stopwords: str | None = None  # a stop-word file for BLEU (the official HIT list)
+    stopwords: str | None = None  # BLEU stop words: a file (the official HIT list) or "builtin"
     diff_windows: int = 0  # querier differentiation on this many test windows (0 = off)
     diff_askers: int = 4
     diff_systems: list[str] = field(default_factory=lambda: ["Zero-shot", "FT", "Ours"])

@@ -10,10 +10,15 @@ Every corpus score is ×100, like the paper's tables.
   library splits sentences on ".", tokens on spaces, is case-sensitive, keeps punctuation glued to
   words and computes a *set-based* summary-level union LCS. A pair it cannot score (an empty
   prediction) counts as 0 and still counts in the mean, as in the official script.
-* ``bleu`` — nltk ``corpus_bleu`` without smoothing, BLEU-n with uniform weights 1/n. Tokens:
-  English split on spaces (official), Chinese per character (the official script used jieba, which
-  qlearn does not depend on). ``stopwords=`` removes tokens first: the official script used the HIT
-  Chinese stop-word list (``hit_stopwords.txt``, not shipped here: pass its path).
+* ``bleu`` — nltk ``corpus_bleu`` without smoothing, BLEU-n (n = 1..4) with uniform weights 1/n.
+  Tokens: English split on spaces, Chinese segmented into words with jieba (both as the official
+  script; ``zh_tokens="chars"`` gives one token per character instead). ``stopwords=`` removes
+  tokens first: a file (one word per line; the official script used the HIT Chinese list,
+  ``hit_stopwords.txt``, not shipped here: pass its path), any collection of words, or
+  ``"builtin"`` — for English scikit-learn's ``ENGLISH_STOP_WORDS`` (the Glasgow Information
+  Retrieval Group list; nltk's corpus needs a download), for Chinese :data:`ZH_STOPWORDS` (common
+  function words, a short list written for qlearn, not the HIT list). English tokens are matched
+  lower-cased without surrounding punctuation.
 """
 from __future__ import annotations
 
@@ -29,6 +34,13 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _MIXED_TOKEN = re.compile(f"[{_CJK}]|[a-z0-9]+")
 LANGS = ("en", "zh")
+# Chinese function words (pronouns, particles, auxiliaries, conjunctions, common adverbs), written
+# for qlearn's "builtin" BLEU stop words; the official script used the longer HIT list instead.
+ZH_STOPWORDS = frozenset("""
+的 了 着 过 是 在 有 和 与 及 或 而 但 就 都 也 还 又 才 很 太 更 最 不 没 没有 别 吗 呢 吧 啊 呀 哦 嗯 哎
+嘛 啦 么 之 其 此 这 那 这个 那个 这些 那些 这儿 那儿 这里 那里 我 你 您 他 她 它 我们 你们 他们 她们
+咱 咱们 自己 人家 大家 一 个 把 被 让 给 对 从 向 往 到 为 为了 以 于 比 跟 同 上 下 里 中 地 得 所 等
+""".split())
 
 
 def _check(predictions: Sequence[str], references: Sequence[str], lang: str) -> None:
@@ -105,25 +117,75 @@ def load_stopwords(path: str | Path) -> set[str]:
 
 
 def tokens(text: str, lang: str = "en") -> list[str]:
-    """BLEU / distinct-n tokens: English split on whitespace, Chinese one per non-space character."""
+    """Distinct-n tokens: English split on whitespace, Chinese one per non-space character."""
     if lang == "zh":
         return [c for c in text if not c.isspace()]
     return text.split()
 
 
+def zh_words(text: str) -> list[str]:
+    """Chinese words by jieba (its default dictionary and mode, as the official script), no spaces."""
+    try:
+        import jieba
+    except ImportError as e:  # a dependency of qlearn; named if an environment lacks it
+        raise ImportError("Chinese BLEU on words needs jieba: pip install jieba (or pass "
+                          "zh_tokens='chars')") from e
+    import logging
+
+    jieba.setLogLevel(logging.WARNING)
+    return [w for w in jieba.lcut(text) if w.strip()]
+
+
+def bleu_tokens(text: str, lang: str = "en", zh_tokens: str = "words") -> list[str]:
+    """BLEU tokens: English split on whitespace; Chinese jieba words (or characters)."""
+    if lang == "zh":
+        if zh_tokens == "words":
+            return zh_words(text)
+        if zh_tokens == "chars":
+            return tokens(text, "zh")
+        raise ValueError(f"zh_tokens={zh_tokens!r}: use 'words' (jieba, official) or 'chars'")
+    return text.split()
+
+
+_EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+def stopword_set(stopwords, lang: str = "en") -> set[str]:
+    """``None`` → empty; ``"builtin"`` → the language's list (module doc); a path → its lines;
+    else the given words."""
+    if stopwords is None:
+        return set()
+    if isinstance(stopwords, str) and stopwords == "builtin":
+        if lang == "zh":
+            return set(ZH_STOPWORDS)
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        return set(ENGLISH_STOP_WORDS)
+    if isinstance(stopwords, (str, Path)):
+        return load_stopwords(stopwords)
+    return set(stopwords)
+
+
+def _drop_stopwords(toks: list[str], stop: set[str], lang: str) -> list[str]:
+    if not stop:
+        return toks
+    if lang == "zh":
+        return [t for t in toks if t not in stop]
+    return [t for t in toks if _EDGE_PUNCT.sub("", t.lower()) not in stop]
+
+
 def bleu(predictions: Sequence[str], references: Sequence[str], lang: str = "en", n: int = 4,
-         stopwords: str | Path | Iterable[str] | None = None) -> float:
-    """Corpus BLEU-n ×100 with nltk (``corpus_bleu``, weights 1/n, no smoothing)."""
+         stopwords: str | Path | Iterable[str] | None = None, zh_tokens: str = "words") -> float:
+    """Corpus BLEU-n ×100 with nltk (``corpus_bleu``, weights 1/n, no smoothing); ``stopwords``
+    and ``zh_tokens`` as in the module doc."""
     from nltk.translate.bleu_score import corpus_bleu
 
     _check(predictions, references, lang)
     if n not in (1, 2, 3, 4):
         raise ValueError(f"BLEU order n={n}: use 1, 2, 3 or 4")
-    if isinstance(stopwords, (str, Path)):
-        stopwords = load_stopwords(stopwords)
-    stop = set(stopwords or ())
-    hyp = [[t for t in tokens(p, lang) if t not in stop] for p in predictions]
-    ref = [[[t for t in tokens(r, lang) if t not in stop]] for r in references]
+    stop = stopword_set(stopwords, lang)
+    hyp = [_drop_stopwords(bleu_tokens(p, lang, zh_tokens), stop, lang) for p in predictions]
+    ref = [[_drop_stopwords(bleu_tokens(r, lang, zh_tokens), stop, lang)] for r in references]
     import warnings
 
     with warnings.catch_warnings():  # nltk warns when a higher-order n-gram never matches (-> 0)
@@ -190,13 +252,13 @@ def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resample
 
 def score_all(predictions: Sequence[str], references: Sequence[str], lang: str = "en",
               stopwords=None, seed: int = 0) -> dict:
-    """The metric row every table uses: ROUGE-L (both variants, with CIs), BLEU-1/2/4, Distinct-1/2."""
+    """The metric row every table uses: ROUGE-L (both variants, with CIs), BLEU-1..4, Distinct-1/2."""
     rl = rouge_l_scores(predictions, references, lang)
     rp = rouge_l_scores(predictions, references, lang, variant="paper")
     ci, cp = bootstrap_ci(rl, seed=seed), bootstrap_ci(rp, seed=seed)
     row = {"n": len(predictions), "rougeL": ci.mean, "rougeL_low": ci.low, "rougeL_high": ci.high,
            "rougeL_paper": cp.mean, "rougeL_paper_low": cp.low, "rougeL_paper_high": cp.high}
-    for k in (1, 2, 4):
+    for k in (1, 2, 3, 4):
         row[f"bleu{k}"] = bleu(predictions, references, lang, k, stopwords)
     row["distinct1"] = distinct_n(predictions, 1, lang)
     row["distinct2"] = distinct_n(predictions, 2, lang)
@@ -204,6 +266,6 @@ def score_all(predictions: Sequence[str], references: Sequence[str], lang: str =
     return row
 
 
-__all__ = ["CI", "CharTokenizer", "PairedResult", "bleu", "bootstrap_ci", "distinct_n",
-           "guess_lang", "load_stopwords", "paired_test", "rouge_l", "rouge_l_scores",
-           "score_all", "tokens"]
+__all__ = ["CI", "CharTokenizer", "PairedResult", "ZH_STOPWORDS", "bleu", "bleu_tokens",
+           "bootstrap_ci", "distinct_n", "guess_lang", "load_stopwords", "paired_test", "rouge_l",
+           "rouge_l_scores", "score_all", "stopword_set", "tokens", "zh_words"]
