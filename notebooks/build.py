@@ -267,7 +267,9 @@ def render(src: Path, timeout: int = 3600, out_dir: Path = HERE, figures: Path |
         if not keep:
             cell.outputs, cell.execution_count = [], None
             continue
-        cell.outputs = [o for o in cell.outputs if o.get("output_type") != "stream" or o.get("name") != "stderr"]
+        cell.outputs = [o for o in cell.outputs  # no warnings, no progress bars (stderr, widgets)
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                        and "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
         name = cell.metadata.get("qlearn_figure")
         images = [o["data"]["image/png"] for o in cell.outputs if "image/png" in o.get("data", {})]
         for k, png in enumerate(images if name else []):
