@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .template import turn_format
+from .template import start_of_text, turn_format
 
 
 def context_length(model) -> int | None:
@@ -30,7 +30,8 @@ def fit_context(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -
     n_ctx = context_length(model)
     if n_ctx is None:
         return prompts
-    budget = n_ctx - max_new_tokens
+    # generate_replies puts the start-of-text token (Llama-3) before every prompt: room for it
+    budget = n_ctx - max_new_tokens - (1 if start_of_text(tokenizer) else 0)
     if budget < 8:
         raise InputError(f"max_new_tokens={max_new_tokens} leaves {budget} of the model's "
                          f"{n_ctx} context tokens for the prompt; use a smaller max_new_tokens")

@@ -117,3 +117,24 @@ def test_generation_prompts_start_with_the_bos_once(tmp_path):
             model.seen.clear()
             generate_replies(model, tok, [bos + prompts[0]], max_new_tokens=4, progress=False)
             assert model.seen[0][0][0].tolist().count(tok.bos_token_id) == 1
+
+
+def test_left_truncated_prompt_keeps_room_for_the_bos(tmp_path):
+    """A prompt longer than the context loses its oldest tokens; the start-of-text token still goes
+    first and the prompt plus the reply budget still fit the context."""
+    import warnings
+    from types import SimpleNamespace
+
+    tok = llama3(tmp_path)
+    fmt = turn_format(tok)
+    model = _Recorder(tok.convert_tokens_to_ids(fmt.end))
+    model.config = SimpleNamespace(max_position_embeddings=24)
+    long = render_dialogue(fmt, [("Rachel", "how are you " * 8)], "Ross")
+    assert len(tok(long, add_special_tokens=False)["input_ids"]) > 24
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the truncation warning
+        generate_replies(model, tok, [long], max_new_tokens=4, progress=False)
+    ids = model.seen[0][0][0].tolist()
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    assert len(ids) + 4 <= 24
+    assert ids[-1] == tok.convert_tokens_to_ids("<|end_header_id|>")  # the open header is kept
