@@ -81,7 +81,8 @@ class AblateConfig:
     train: dict = field(default_factory=dict)  # TrainConfig fields shared by every trained system
     custom: dict = field(default_factory=dict)  # extra systems: name -> TrainConfig overrides
     sweep: dict = field(default_factory=dict)  # key -> values: systems "Ours (key=value)"
-    seeds: list[int] = field(default_factory=list)  # train seeds: each trained system once per seed
+    # train seeds: each trained system once per seed; or {system: [seeds], default: [seeds]}
+    seeds: list[int] | dict = field(default_factory=list)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str | None = None  # default results/<name>
     work_dir: str | None = None  # default runs/ablate/<name>
@@ -128,18 +129,27 @@ class AblateConfig:
                              "others under custom:")
         table = {**SYSTEMS, PER_QUERIER: {}, **cfg.custom}
         for s in cfg.systems:  # one run per (system, seed), cached like any system
-            for k in ([] if s in PROMPT_BASELINES else cfg.seeds):
+            for k in ([] if s in PROMPT_BASELINES else cfg.seeds_of(s)):
                 cfg.custom.setdefault(seeded(s, k), {**table[s], "seed": int(k)})
         for s in cfg.systems:  # every trained system's recipe is checked now, not mid-grid
             if s not in PROMPT_BASELINES:
-                cfg.train_config(s)
+                try:
+                    cfg.train_config(s)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e} (in qlearn ablate the train: block is set "
+                                      "with --set train.<field>=...)") from e
         return cfg
 
     def runs(self, system: str) -> list[str]:
         """The runs of a system: one per seed of ``seeds`` (prompting baselines: one)."""
-        if system in PROMPT_BASELINES or not self.seeds:
+        if system in PROMPT_BASELINES or not self.seeds_of(system):
             return [system]
-        return [seeded(system, k) for k in self.seeds]
+        return [seeded(system, k) for k in self.seeds_of(system)]
+
+    def seeds_of(self, system: str) -> list[int]:
+        if isinstance(self.seeds, dict):
+            return list(self.seeds.get(system, self.seeds.get("default", [])))
+        return list(self.seeds or [])
 
     @classmethod
     def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "AblateConfig":
