@@ -129,3 +129,16 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path):
     # the two seeds are different runs (different train seeds), cached separately
     assert (tmp_path / "work" / "runs" / "ft-seed-1" / "final").is_dir()
     assert (tmp_path / "work" / "runs" / "ft-seed-2" / "final").is_dir()
+
+
+def test_seeds_per_system_in_the_grid_config():
+    from qlearn.evaluate.ablate import AblateConfig
+
+    cfg = AblateConfig.from_dict({"systems": ["Zero-shot", "FT", "Ours"],
+                                  "seeds": {"default": [42], "FT": [42, 7]},
+                                  "train": {"source": "planted-visible"}})
+    assert cfg.runs("FT") == ["FT [seed 42]", "FT [seed 7]"] and cfg.runs("Zero-shot") == ["Zero-shot"]
+    assert cfg.train_config("FT [seed 7]").seed == 7
+    assert cfg.train_config("FT [seed 7]").model.specific is False
+    assert cfg.runs("Ours") == ["Ours [seed 42]"]
+    assert AblateConfig.from_dict({"systems": ["FT"]}).runs("FT") == ["FT"]
