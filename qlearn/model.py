@@ -59,11 +59,11 @@ class QARConfig:
     specific_mlp: what each layer's specific MLP is (``SPECIFIC_MLPS``; default from ``rank``):
         ``"low_rank"`` — the method: a new SwiGLU of width ``rank``, random init (``specific_init``);
         ``"copy_lora"`` — the official "w/o low-rank": a frozen copy of the pretrained MLP with
-        LoRA (``lora_r``, ``lora_alpha``, ``lora_dropout``) on its three matrices, so it starts as
-        the pretrained MLP; ``"full_random"`` — the control that changes only the width: a new
-        SwiGLU of the pretrained ``intermediate_size`` with the low-rank one's random init;
-        ``"copy_full"`` — a copy of the pretrained MLP trained in full (qlearn's old "w/o
-        low-rank"; ~5.6 B trainable parameters at Llama-3-8B size).
+        LoRA (``lora_r``, or 16 when that is 0; ``lora_alpha``, ``lora_dropout``) on its three
+        matrices, so it starts as the pretrained MLP; ``"full_random"`` — the control that
+        changes only the width: a new SwiGLU of the pretrained ``intermediate_size`` with the
+        low-rank one's random init; ``"copy_full"`` — a copy of the pretrained MLP trained in
+        full (qlearn's old "w/o low-rank"; ~5.6 B trainable parameters at Llama-3-8B size).
     lora_r, lora_alpha, lora_dropout, lora_targets: peft LoRA on the shared attention and the general
         MLP. ``lora_r=0`` (or no targets) means no LoRA.
     fusion: "mean" (official), "sum", or "residual" (norm(h) + α·norm_specific(s), α starts at 0).
