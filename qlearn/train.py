@@ -385,8 +385,12 @@ def trainer_class():
             super().__init__(*args, **kwargs)
             self.cluster_sampler = cluster_sampler
             self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
+            self._tokens, self._clock = 0, None  # for step_s and tokens_per_s in the log
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self._clock is None:
+                self._clock = (time.perf_counter(), self.state.global_step)
+            self._tokens += inputs["attention_mask"].sum()  # tokens seen, padding excluded
             out = model(**inputs)
             self._sums["loss_lm"] += out["loss_lm"]
             self._sums["loss_qc"] += out["loss_qc"]
@@ -400,6 +404,13 @@ def trainer_class():
                     mean = torch.as_tensor(self._sums[key] / n, device=self.args.device).float()
                     logs[key] = round(self.accelerator.reduce(mean, "mean").item(), 6)
                 self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
+            if "loss" in logs and self._clock is not None and self.state.global_step > self._clock[1]:
+                now, (then, step) = time.perf_counter(), self._clock
+                tokens = self.accelerator.reduce(torch.as_tensor(self._tokens, device=self.args.device)
+                                                 .float(), "sum").item()  # all processes
+                logs["step_s"] = round((now - then) / (self.state.global_step - step), 3)
+                logs["tokens_per_s"] = round(tokens / (now - then), 1)
+                self._tokens, self._clock = 0, (now, self.state.global_step)
             super().log(logs, start_time)
 
         def get_train_dataloader(self):
@@ -423,7 +434,9 @@ def trainer_class():
             self.accelerator.unwrap_model(model or self.model).load(resume_from_checkpoint)
 
     class MetricsLogger(TrainerCallback):
-        """One JSON object per logging step: step, loss, loss_lm, loss_qc, lr, epoch, grad_norm."""
+        """One JSON object per logging step: step, loss, loss_lm, loss_qc, lr, epoch, grad_norm,
+        step_s (seconds per optimizer step since the last log), tokens_per_s (non-padding tokens
+        per second, all processes), time."""
 
         def __init__(self, path: Path):
             self.path = path
@@ -434,6 +447,7 @@ def trainer_class():
             row = {"step": state.global_step, "loss": logs.get("loss"), "loss_lm": logs.get("loss_lm"),
                    "loss_qc": logs.get("loss_qc"), "lr": logs.get("learning_rate"),
                    "epoch": logs.get("epoch"), "grad_norm": logs.get("grad_norm"),
+                   "step_s": logs.get("step_s"), "tokens_per_s": logs.get("tokens_per_s"),
                    "time": round(time.time(), 1)}
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
