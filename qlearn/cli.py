@@ -186,6 +186,13 @@ def _run_data(args):
             pairs = [(args.source, args.responder)]
         else:
             sys.exit("qlearn data build: give --source (and --responder), or --all")
+        out = getattr(args, "out", None)
+        if args.data_command == "build" and not args.overwrite:  # refuse before building
+            for src, r in pairs:
+                target = os.path.join(out, f"{src}_{r}")
+                if r is not None and os.path.isdir(target) and os.listdir(target):
+                    raise DataError(f"{target} already holds a dataset; pass --overwrite to "
+                                    "replace it as a whole, or choose another --out")
         built = [build_dataset(src, r, root=args.root, config=cfg) for src, r in pairs]
         from .errors import warn
 
@@ -194,7 +201,6 @@ def _run_data(args):
                 warn(f"{ds.source}/{ds.responder} has a single querier ({', '.join(ds.queriers)}): "
                      "querier-aware training learns nothing querier-specific from it (the "
                      "contrastive loss is 0 on every step; `qlearn train` refuses it)")
-        out = getattr(args, "out", None)
         if args.data_command == "build":
             for ds in built:
                 folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"),
@@ -392,23 +398,21 @@ def _exit(command: str, e: Exception):
 
 
 def _one_line_warnings():
-    """Print qlearn's warnings as ``qlearn: warning: ...`` (one line, no source line)."""
+    """Print qlearn's warnings as ``qlearn: warning: ...`` (one line, no source line). Only the
+    formatting changes, so recording warnings (pytest.warns, catch_warnings) still works."""
     import warnings
 
     from .errors import QlearnWarning
 
-    show = warnings.showwarning
-    if getattr(show, "_qlearn", False):
-        return
+    fmt = warnings.formatwarning
+    if not getattr(fmt, "_qlearn", False):
+        def formatwarning(message, category, filename, lineno, line=None):
+            if issubclass(category, QlearnWarning):
+                return f"qlearn: warning: {' '.join(str(message).split())}\n"
+            return fmt(message, category, filename, lineno, line)
 
-    def showwarning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, QlearnWarning):
-            print(f"qlearn: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    showwarning._qlearn = True
-    warnings.showwarning = showwarning
+        formatwarning._qlearn = True
+        warnings.formatwarning = formatwarning
     warnings.simplefilter("always", QlearnWarning)
 
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from tqdm.auto import tqdm
 
 from ..resources import resource
-from .readers import SOURCES, DataError
+from ..errors import DataError  # not from .readers: readers calls verify_source (no cycle)
 
 MANIFESTS = resource("manifests")  # package data (importlib.resources), so it works from a wheel
 
@@ -50,8 +50,10 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_manifest(source: str, local_folder: str | os.PathLike) -> dict:
-    """Manifest of ``source`` with sha256 computed from a local copy (maintainers only)."""
+def make_manifest(source: str, local_folder: str | os.PathLike,
+                  folder_name: str | None = None) -> dict:
+    """Manifest of ``source`` with sha256 computed from a local copy (maintainers only);
+    ``folder_name`` (under ROOT) defaults to the one of the existing manifest."""
     repo, commit, files, *glob = PINS[source]
     folder = Path(local_folder)
     if glob:  # one pattern for a folder of files
@@ -62,8 +64,8 @@ def make_manifest(source: str, local_folder: str | os.PathLike) -> dict:
         p = folder / local
         url = f"https://raw.githubusercontent.com/{repo}/{commit}/{quote(remote)}"
         rows.append({"path": local, "url": url, "sha256": sha256(p), "size": p.stat().st_size})
-    return {"source": source, "repo": repo, "commit": commit, "folder": SOURCES[source][0],
-            "files": rows}
+    return {"source": source, "repo": repo, "commit": commit,
+            "folder": folder_name or load_manifest(source)["folder"], "files": rows}
 
 
 def manifest_dir():

@@ -12,7 +12,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
-from .readers import GROUP, Chunk, DataError, Show, read_show
+from .readers import GROUP, GROUP_LABELS, Chunk, DataError, Show, read_show
 from .types import Turn, Window
 
 # paper: tau_utt = 70 Friends/TBBT, 40 Modern Family, 50 Chinese dramas; chats: > 200 messages
@@ -229,6 +229,10 @@ def build_from_show(show: Show, responder: str | None = None,
             raise DataError(f"{src}: name a responder (MQDialog's: {RESPONDERS.get(src)}); most "
                             f"frequent speakers: {_most_frequent(show)}")
         responder = _default_responder(show.chunks)
+    if responder in GROUP_LABELS:
+        raise DataError(f"{src}: {responder!r} is a group label (lines spoken by several people "
+                        f"at once), not a person who can be a responder; choose one such as "
+                        f"{RESPONDERS.get(src) or _most_frequent(show)}")
     if show.speaker_counts[responder] == 0:
         raise DataError(f"{src}: unknown responder {responder!r}. Most frequent speakers: "
                         f"{_most_frequent(show)}")

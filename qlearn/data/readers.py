@@ -17,14 +17,15 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import DataError
 from .types import Turn
 
 # a line spoken by several named people at once: a third speaker, never a querier
 GROUP = "(several)"
+# speaker labels that name a group, not a person: never a responder
+GROUP_LABELS = frozenset({GROUP, "All", "众人"})
 
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file/line/option and the fix."""
+__all__ = ["DataError", "GROUP", "GROUP_LABELS", "Chunk", "Show", "SOURCES", "read_show"]  # DataError: old path
 
 
 @dataclass
@@ -61,7 +62,11 @@ def strip_parentheticals(text: str) -> str:
 
 
 def _read_text(path: Path, encoding: str = "utf-8") -> str:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); check the file and its "
+                        "permissions, or re-download it with `qlearn data download`") from e
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
@@ -96,9 +101,7 @@ FRIENDS_NAMES = {"Rachel Green": "Rachel", "Ross Geller": "Ross", "Chandler Bing
 def _friends_rows(folder: Path):
     tsv = folder / "friends.tsv.gz"
     if tsv.exists():  # the same table as friends.rda, ~50x faster to read
-        with gzip.open(tsv, "rt", encoding="utf-8", newline="") as f:
-            for lineno, row in enumerate(csv.DictReader(f, delimiter="\t"), start=2):
-                yield lineno, row
+        yield from _tsv_rows(tsv, ("text", "speaker", "season", "episode", "scene"))
         return
     import warnings
 
@@ -107,9 +110,57 @@ def _friends_rows(folder: Path):
 
     with warnings.catch_warnings():  # "Missing constructor for R class tbl_df": harmless
         warnings.simplefilter("ignore")
-        frame = rdata.read_rda(str(_need(folder / "friends.rda", "friends")))["friends"]
+        rda = _need(folder / "friends.rda", "friends")
+        try:
+            frame = rdata.read_rda(str(rda))["friends"]
+        except Exception as e:  # truncated xz, not an RData file, no `friends` object
+            raise DataError(f"{rda}: unreadable R data file ({type(e).__name__}: {e}); "
+                            "re-download it: qlearn data download friends --root DIR") from e
     for lineno, row in enumerate(frame.to_dict("records"), start=1):
         yield lineno, {k: ("" if pd.isna(v) else str(v)) for k, v in row.items()}
+
+
+def _tsv_rows(path: Path, columns: tuple[str, ...]):
+    """``(line number, row dict)`` of a gzipped TSV with a header; every decode or parse failure
+    (truncated gzip, invalid UTF-8, a row without tabs or with missing fields) is a DataError
+    naming the file and line."""
+    fix = ("re-create it from friends.rda (delete it: the reader then falls back to friends.rda) "
+           "or restore it; `qlearn data download friends --root DIR` fetches friends.rda")
+    lineno = 1
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}, line 1: header lacks column(s) {missing} (has "
+                                f"{reader.fieldnames}); {fix}")
+            for lineno, row in enumerate(reader, start=2):
+                if None in row or any(row.get(c) is None for c in columns):
+                    raise DataError(f"{path}, line {lineno}: {len([v for v in row.values() if v is not None])}"
+                                    f" tab-separated fields, expected {len(reader.fieldnames)} "
+                                    f"({', '.join(reader.fieldnames)}); the row is cut or lacks "
+                                    f"tabs: {fix}")
+                yield lineno, row
+    except UnicodeDecodeError as e:
+        line, where = _bad_utf8_line(path), ""
+        if line is None:
+            line, where = lineno + 1, "near "
+        raise DataError(f"{path}, {where}line {line}: not valid utf-8 ({e.reason}); {fix}") from e
+    except (EOFError, gzip.BadGzipFile, OSError, csv.Error) as e:
+        raise DataError(f"{path}, after line {lineno}: unreadable gzip/TSV "
+                        f"({type(e).__name__}: {e}); the file is truncated or corrupt: {fix}") from e
+
+
+def _bad_utf8_line(path: Path) -> int | None:
+    """The exact line of the first invalid UTF-8 byte of a gzipped file (error path only)."""
+    try:
+        data = gzip.decompress(path.read_bytes())
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return data[: e.start].count(b"\n") + 1
+    except Exception:
+        return None
+    return None
 
 
 def read_friends(folder: Path) -> Show:
@@ -144,10 +195,17 @@ _SPEAKER_LINE = re.compile(r"^([^:()]{1,40}?)\s*(?:\([^)]*\))?\s*:(.*)$")
 
 def read_bigbang(folder: Path) -> Show:
     show = Show("bigbang", "en", [])
-    files = sorted(_need(folder / "raw_corpus", "bigbang").glob("*_*.txt"),
-                   key=lambda p: tuple(int(x) for x in p.stem.split("_")))
+    files = sorted(_need(folder / "raw_corpus", "bigbang").glob("*_*.txt"))
     if not files:
         raise DataError(f"bigbang: no <season>_<episode>.txt files in {folder / 'raw_corpus'}")
+    stray = [p for p in files if not re.fullmatch(r"\d+_\d+", p.stem)]
+    if stray:
+        raise DataError(f"{stray[0]}: not a <season>_<episode>.txt episode file (e.g. 1_1.txt); "
+                        f"move it (and {len(stray) - 1} other(s)) out of {folder / 'raw_corpus'}"
+                        if len(stray) > 1 else
+                        f"{stray[0]}: not a <season>_<episode>.txt episode file (e.g. 1_1.txt); "
+                        f"move it out of {folder / 'raw_corpus'}")
+    files.sort(key=lambda p: tuple(int(x) for x in p.stem.split("_")))
     for path in files:
         season, episode = (int(x) for x in path.stem.split("_"))
         ep, n, turns = f"s{season:02d}e{episode:02d}", 0, []
@@ -357,7 +415,19 @@ def read_chitchat(folder: Path | None = None, session_gap_hours: float = 3.0) ->
     messages of one sender are merged (joined by spaces) into one utterance. Senders are
     anonymous ids; the most active ones (by sessions) get readable pseudonyms."""
     path = chitchat_path(folder)
-    data = json.loads(_read_text(path))
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}); reinstall it: pip "
+                        "install --force-reinstall chitchat-dataset") from e
+    try:
+        return _chitchat_show(data, session_gap_hours)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"{path}: not the chitchat-dataset layout ({type(e).__name__}: {e}); "
+                        "expected {id: {messages: [[{sender, text, timestamp}]]}}") from e
+
+
+def _chitchat_show(data: dict, session_gap_hours: float) -> Show:
     show = Show("chitchat", "en", [])
     gap = timedelta(hours=session_gap_hours)
     sessions = []  # (chunk id, [(sender, text), ...]); Turns are made once, after renaming
@@ -424,13 +494,38 @@ def source_folder(source: str, root: str | os.PathLike | None = None) -> Path:
 
 
 @lru_cache(maxsize=16)
-def read_cached(source: str, folder: str, gap: float) -> Show:
+def read_cached(source: str, folder: str, gap: float, signature: tuple) -> Show:
     reader = SOURCES[source][1]
     return reader(Path(folder), gap) if source == "chitchat" else reader(Path(folder))
 
 
+def _signature(folder: Path) -> tuple:
+    """(name, size, mtime) of every file under ``folder``: a changed file is read again."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
+                        for p in folder.rglob("*") if p.is_file() and (st := p.stat())))
+
+
+def verify_default() -> bool:
+    """``$QLEARN_NO_VERIFY=1`` (set by ``--no-verify``) turns the manifest check off."""
+    return os.environ.get("QLEARN_NO_VERIFY", "").strip().lower() in ("", "0", "false", "no")
+
+
 def read_show(source: str, root: str | os.PathLike | None = None,
-              session_gap_hours: float = 3.0) -> Show:
-    """Parse one source (cached per process: build several responders for the price of one)."""
+              session_gap_hours: float = 3.0, verify: bool | None = None) -> Show:
+    """Parse one source (cached per process: build several responders for the price of one).
+
+    The files are then checked against the download manifest's sha256 (``verify``; default on
+    unless ``$QLEARN_NO_VERIFY=1``): a truncated or edited transcript raises
+    :class:`~qlearn.errors.IntegrityError` naming the file. Hashes are cached by size and mtime,
+    so this costs a ``stat`` per file after the first time."""
     folder = source_folder(source, root)
-    return read_cached(source, str(folder.resolve()), session_gap_hours)
+    show = read_cached(source, str(folder.resolve()), session_gap_hours, _signature(folder))
+    if (verify_default() if verify is None else verify) and source != "chitchat":
+        from ..errors import warn
+        from .download import verify_source
+
+        for note in verify_source(source, folder, None if root is None else str(root)):
+            warn(note)
+    return show
