@@ -23,6 +23,7 @@ import json
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -413,6 +414,18 @@ def trainer_class():
                 self._tokens, self._clock = 0, (now, self.state.global_step)
             super().log(logs, start_time)
 
+        def _get_train_sampler(self, train_dataset=None):
+            # trainer_args.train_sampling_strategy=group_by_length (length bucketing: batches of
+            # windows of similar token length, less padding): transformers' LengthGroupedSampler
+            # with the lengths train() measured (it cannot read them from Window objects itself)
+            lengths = getattr(self, "train_lengths", None)
+            if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+                from transformers.trainer_pt_utils import LengthGroupedSampler
+
+                return LengthGroupedSampler(
+                    self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
+            return super()._get_train_sampler(train_dataset)
+
         def get_train_dataloader(self):
             if self.cluster_sampler is None:
                 return super().get_train_dataloader()
@@ -558,6 +571,11 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,
                          callbacks=[MetricsLogger(run / METRICS_FILE)], cluster_sampler=sampler)
     start = time.perf_counter()
+    if args.train_sampling_strategy == "group_by_length":  # token lengths, for the sampler
+        with warnings.catch_warnings():  # truncation is reported by the training collator
+            warnings.simplefilter("ignore")
+            measure = Collator(tokenizer, max_length=cfg.max_length)
+            trainer.train_lengths = [len(measure.encode(w)["input_ids"]) for w in ds.train]
     trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
     seconds = time.perf_counter() - start
     if collator.stats["truncated_turns"] or collator.stats["truncated_tokens"]:
