@@ -630,11 +630,17 @@ def evaluate_run(model: str, data, out=None, split: str = "test", n: int | None 
         from ..data import load_mqdialog
 
         data = load_mqdialog(data)
+    from ..errors import InputError
+
     if split not in ("train", "val", "test"):
-        raise ValueError(f"split={split!r}: use train, val or test")
+        raise InputError(f"split={split!r}: use train, val or test")
+    if n is not None and n < 1:
+        raise InputError(f"n={n}: evaluate at least one window (n=None for all "
+                         f"{len(getattr(data, split))} {split} windows)")
     windows = subset(getattr(data, split), n, seed)
     if not windows:
-        raise ValueError(f"the dataset has no {split} windows")
+        raise InputError(f"the dataset {data.source}/{data.responder} has no {split} windows; "
+                         "rebuild it or choose another --split")
     lang = guess_lang(w.reply for w in windows)
     gen = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample)
     folder = Path(model)
