@@ -46,8 +46,17 @@ FUSIONS = ("mean", "sum", "residual")
 INITS = ("normal", "zero")
 SPECIFIC_MLPS = ("low_rank", "copy_lora", "full_random", "copy_full")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-WEIGHTS_FILE = "qlearn_model.safetensors"
+# A saved model folder (save_pretrained), in Hugging Face formats:
+#   adapter_config.json + adapter_model.safetensors  peft's LoRA layout (PeftModel.from_pretrained)
+#   querier_specific.safetensors                     the weights qlearn adds (specific MLPs, norms)
+#   qlearn_config.json                               their config: QARConfig + the base model
+# Folders of older runs hold every trainable weight in one WEIGHTS_FILE; they still load.
+WEIGHTS_FILE = "qlearn_model.safetensors"  # the old single-file layout (read only)
+SPECIFIC_FILE = "querier_specific.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"  # peft's SAFETENSORS_WEIGHTS_NAME
+ADAPTER_CONFIG = "adapter_config.json"  # peft's CONFIG_NAME
 CONFIG_FILE = "qlearn_config.json"
+WEIGHT_FILES = (WEIGHTS_FILE, ADAPTER_FILE, SPECIFIC_FILE)
 
 
 @dataclass
@@ -157,6 +166,30 @@ class QARConfig:
         return cls(**check_fields(cls, d, "QARConfig", prefix="model."))
 
 
+def has_weights(folder) -> bool:
+    """Does ``folder`` hold saved weights (either layout)?"""
+    return any((Path(folder) / name).exists() for name in WEIGHT_FILES)
+
+
+def model_folder(repo_id_or_path, revision: str | None = None) -> Path:
+    """A local folder for ``repo_id_or_path``: the folder itself, or the hub repo's snapshot
+    (``huggingface_hub.snapshot_download``; from the local cache when ``HF_HUB_OFFLINE=1``)."""
+    from .errors import ModelNotFoundError
+
+    path = Path(repo_id_or_path)
+    if path.exists() or str(repo_id_or_path).count("/") != 1 or str(repo_id_or_path).startswith(
+            (".", "/", "~")):
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(repo_id_or_path), revision=revision))
+    except Exception as e:  # offline and not cached, no such repo, no access
+        raise ModelNotFoundError(f"{repo_id_or_path}: neither a folder nor a hub repo that can be "
+                                 f"fetched ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+                                 ) from e
+
+
 def read_adapter_config(path) -> dict:
     """The ``qlearn_config.json`` of a :meth:`QuerierAwareLM.save_pretrained` folder, checked:
     ``{"base": {...}, "qar_config": {...}, "qar": QARConfig}``; a missing, unreadable or
@@ -166,12 +199,12 @@ def read_adapter_config(path) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise ModelNotFoundError(f"{path}: no such model folder (it needs {CONFIG_FILE} and "
-                                 f"{WEIGHTS_FILE}); give a `qlearn train` run folder, its final/ "
+                                 f"{ADAPTER_FILE} or {SPECIFIC_FILE}); give a `qlearn train` run folder, its final/ "
                                  "or a checkpoint-N/")
-    if not (path / CONFIG_FILE).exists() or not (path / WEIGHTS_FILE).exists():
+    if not (path / CONFIG_FILE).exists() or not has_weights(path):
         raise ModelNotFoundError(f"{path} is not a qlearn model folder: it needs {CONFIG_FILE} and "
-                             f"{WEIGHTS_FILE} (written by QuerierAwareLM.save_pretrained, e.g. "
-                             "<run>/final/)")
+                             f"{ADAPTER_FILE} or {SPECIFIC_FILE} (written by "
+                             "QuerierAwareLM.save_pretrained, e.g. <run>/final/)")
     try:
         meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
@@ -187,6 +220,19 @@ def read_adapter_config(path) -> dict:
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{path / CONFIG_FILE}: bad qar_config ({e})") from e
     return meta
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    from .errors import ModelLoadError
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # random bytes, a truncated file: safetensors' own errors
+        raise ModelLoadError(f"{path}: not a readable safetensors file "
+                             f"({type(e).__name__}: {' '.join(str(e).split())}); it is "
+                             "truncated or corrupt: copy it again or retrain") from e
 
 
 @dataclass
@@ -439,17 +485,39 @@ class QuerierAwareLM(nn.Module):
     def from_base(cls, base_model, config: QARConfig | None = None) -> "QuerierAwareLM":
         return cls(base_model, config)
 
-    def save_pretrained(self, out_dir) -> Path:
-        """Write the trainable weights (safetensors) and the config (JSON); nothing else."""
+    def _split_trainable(self) -> tuple[dict, dict]:
+        """``(lora, specific)``: the trainable parameters peft owns, and those qlearn adds."""
+        lora, specific = {}, {}
+        for n, p in self.named_parameters():
+            if p.requires_grad:
+                (lora if ".lora_" in n else specific)[n] = p
+        return lora, specific
+
+    def save_pretrained(self, out_dir, model_card: str | None = None) -> Path:
+        """Write the LoRA in peft's layout (``PeftModel.from_pretrained(base, out_dir)`` loads it),
+        the querier-specific weights beside it (``querier_specific.safetensors``) and their config
+        (``qlearn_config.json``, written last); ``model_card`` becomes ``README.md``."""
         from safetensors.torch import save_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().to("cpu").contiguous() for n, p in self.named_parameters()
-                   if p.requires_grad}
-        save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        lora, specific = self._split_trainable()
+        for name in WEIGHT_FILES:  # nothing stale from an earlier save (or the old layout)
+            (out / name).unlink(missing_ok=True)
+        had_card = (out / "README.md").exists()
+        if self.config.use_lora:
+            with warnings.catch_warnings():  # peft may not find the base's config offline
+                warnings.simplefilter("ignore")
+                self.base.save_pretrained(str(out), safe_serialization=True)
+            if not had_card and model_card is None:  # peft's placeholder card: qlearn writes its own
+                (out / "README.md").unlink(missing_ok=True)
+        if specific:
+            save_file({n: p.detach().to("cpu").contiguous() for n, p in specific.items()},
+                      str(out / SPECIFIC_FILE), metadata={"format": "pt"})
+        if model_card is not None:  # peft writes a stub README.md; ours replaces it
+            (out / "README.md").write_text(model_card, encoding="utf-8")
         hf_cfg = self.hf.config
-        meta = {"qar_config": self.config.to_dict(),
+        meta = {"format": "peft+specific", "qar_config": self.config.to_dict(),
                 "base": {k: getattr(hf_cfg, k, None) for k in
                          ("model_type", "name_or_path", "hidden_size", "num_hidden_layers",
                           "vocab_size")}}
@@ -457,14 +525,32 @@ class QuerierAwareLM(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         return out
 
-    @classmethod
-    def from_pretrained(cls, base_model, path) -> "QuerierAwareLM":
-        """Rebuild the model from a fresh base model and a :meth:`save_pretrained` folder."""
-        from safetensors.torch import load_file
+    def push_to_hub(self, repo_id: str, model_card: str | None = None, private: bool = True,
+                    token: str | None = None, extra_files=()) -> str:
+        """``save_pretrained`` into a temporary folder (plus ``extra_files``, e.g. the run's
+        train_config.yaml) and upload it to the hub repo ``repo_id``; returns the commit URL."""
+        import shutil
+        import tempfile
 
+        from huggingface_hub import HfApi
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, model_card=model_card)
+            for f in extra_files:
+                shutil.copy(f, tmp)
+            api = HfApi(token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(repo_id=repo_id, folder_path=tmp,
+                                     commit_message="qlearn: upload a querier-aware model")
+        return str(getattr(info, "commit_url", info))
+
+    @classmethod
+    def from_pretrained(cls, base_model, path, revision: str | None = None) -> "QuerierAwareLM":
+        """Rebuild the model from a fresh base model and a :meth:`save_pretrained` folder or a hub
+        repo id (either layout: peft + specific, or the old single ``qlearn_model.safetensors``)."""
         from .errors import ModelLoadError
 
-        path = Path(path)
+        path = model_folder(path, revision)
         meta = read_adapter_config(path)
         for key in ("model_type", "hidden_size", "num_hidden_layers"):
             saved, given = meta["base"].get(key), getattr(base_model.config, key, None)
@@ -473,27 +559,55 @@ class QuerierAwareLM(nn.Module):
                                      f"({meta['base'].get('name_or_path')}); this one has {given}. "
                                      "Load the same base model it was trained on (--model).")
         model = cls(base_model, meta["qar"])
-        try:
-            tensors = load_file(str(path / WEIGHTS_FILE))
-        except Exception as e:  # random bytes, a truncated file: safetensors' own errors
-            raise ModelLoadError(f"{path / WEIGHTS_FILE}: not a readable safetensors file "
-                                 f"({type(e).__name__}: {' '.join(str(e).split())}); it is "
-                                 "truncated or corrupt: copy it again or retrain") from e
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        model.load_weights(path)
+        return model
+
+    def load_weights(self, path) -> None:
+        """Copy the weights of a saved folder (either layout) into this identically configured
+        model, in place; mismatches raise :class:`~qlearn.errors.ModelLoadError`."""
+        from .errors import ModelLoadError
+
+        path = Path(path)
+        lora, specific = self._split_trainable()
+        tensors = {}
+        if (path / WEIGHTS_FILE).exists():  # the old layout: every trainable weight, our names
+            tensors = _read_safetensors(path / WEIGHTS_FILE)
+            where = path / WEIGHTS_FILE
+        else:
+            where = path
+            if lora:
+                from peft.utils import set_peft_model_state_dict
+
+                if not (path / ADAPTER_FILE).exists():
+                    raise ModelLoadError(f"{path} lacks {ADAPTER_FILE}: its config has LoRA "
+                                         f"(lora_r={self.config.lora_r}); copy the folder again")
+                adapter = _read_safetensors(path / ADAPTER_FILE)
+                result = set_peft_model_state_dict(self.base, adapter)
+                bad = list(getattr(result, "unexpected_keys", []) or [])
+                bad += [k for k in getattr(result, "missing_keys", []) or [] if ".lora_" in k]
+                if bad:
+                    raise ModelLoadError(f"{path / ADAPTER_FILE} does not match the model built "
+                                         f"from its config: unexpected or missing {bad[:5]}")
+            if specific:
+                if not (path / SPECIFIC_FILE).exists():
+                    raise ModelLoadError(f"{path} lacks {SPECIFIC_FILE}: its config has a "
+                                         "querier-specific stream; copy the folder again")
+                tensors = _read_safetensors(path / SPECIFIC_FILE)
+            lora = {}  # loaded by peft
+        params = {**lora, **specific}
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
         if missing or unexpected:
-            raise ModelLoadError(f"{path / WEIGHTS_FILE} does not match the model built from its "
+            raise ModelLoadError(f"{where} does not match the model built from its "
                                  f"config: missing {missing[:5]}, unexpected {unexpected[:5]}")
         bad = [n for n, p in params.items() if tuple(tensors[n].shape) != tuple(p.shape)]
         if bad:
-            raise ModelLoadError(f"{path / WEIGHTS_FILE}: {bad[0]} has shape "
+            raise ModelLoadError(f"{where}: {bad[0]} has shape "
                                  f"{tuple(tensors[bad[0]].shape)}, the model expects "
                                  f"{tuple(params[bad[0]].shape)}; the weights and "
                                  f"{CONFIG_FILE} come from different runs")
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(tensors[name])
-        return model
 
     # ---- running -----------------------------------------------------------------------------
     _PASSED = ("position_ids", "inputs_embeds", "use_cache", "cache", "past_key_values",

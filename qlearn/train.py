@@ -34,7 +34,7 @@ from torch import nn
 
 from .contrastive import QuerierContrastiveLoss
 from .data.pipeline import BuildConfig
-from .model import WEIGHTS_FILE, QARConfig, QuerierAwareLM
+from .model import QARConfig, QuerierAwareLM, has_weights
 
 CONTRASTIVE_FILE = "contrastive.safetensors"
 METRICS_FILE = "metrics.jsonl"
@@ -362,15 +362,7 @@ class QARTrainingModule(nn.Module):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        tensors = load_file(str(folder / WEIGHTS_FILE))
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        missing = sorted(set(params) - set(tensors))
-        if missing:
-            raise ValueError(f"{folder / WEIGHTS_FILE} lacks {missing[:3]}: it was saved from a "
-                             "differently configured model")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(tensors[name])
+        self.model.load_weights(folder)  # either layout (peft + specific, or the old single file)
         if self.contrastive is not None:
             state = load_file(str(folder / CONTRASTIVE_FILE), device=str(self.contrastive.memory.device))
             self.contrastive.load_state_dict(state)
@@ -384,6 +376,7 @@ def trainer_class():
 
         def __init__(self, *args, cluster_sampler=None, **kwargs):
             super().__init__(*args, **kwargs)
+            refuse_sharded(self)
             self.cluster_sampler = cluster_sampler
             self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
             self._tokens, self._clock = 0, None  # for step_s and tokens_per_s in the log
@@ -440,7 +433,10 @@ def trainer_class():
             if not self.args.should_save:
                 return
             output_dir = output_dir or self.args.output_dir
-            self.accelerator.unwrap_model(self.model).save(output_dir)
+            module = self.accelerator.unwrap_model(self.model)
+            if state_dict is not None:  # what the Trainer gathered (DeepSpeed): save those values
+                load_gathered(module, state_dict)
+            module.save(output_dir)
             torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -466,6 +462,36 @@ def trainer_class():
                 f.write(json.dumps(row) + "\n")
 
     return QARTrainer, MetricsLogger
+
+
+SHARDED = ("qlearn train saves the querier-specific weights and the contrastive memories from "
+           "complete parameters; FSDP and DeepSpeed ZeRO-3 shard them. Use DDP (torchrun) or "
+           "DeepSpeed ZeRO-2 (configs/ds_zero2.json): the trainable weights are small enough")
+
+
+def refuse_sharded(trainer) -> None:
+    """Refuse FSDP and DeepSpeed ZeRO-3 before any step (a checkpoint would be wrong)."""
+    from .errors import ConfigError
+
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
+        raise ConfigError(SHARDED)
+
+
+def load_gathered(module: nn.Module, state_dict: dict) -> None:
+    """Copy a state dict the Trainer gathered into ``module`` before saving; refuse one whose
+    trainable tensors do not match the parameters (sharded: FSDP or ZeRO-3)."""
+    from .errors import CheckpointError
+
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    bad = [n for n, p in params.items()
+           if n not in state_dict or tuple(state_dict[n].shape) != tuple(p.shape)]
+    if bad:
+        raise CheckpointError(f"cannot save {bad[0]} from the gathered state dict (missing or "
+                              f"sharded): {SHARDED}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state_dict[n].to(device=p.device, dtype=p.dtype))
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
@@ -596,6 +622,9 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
             np.savez(run / REPS_FILE, **reps)
         if (run / METRICS_FILE).exists():
             plot_metrics(run / METRICS_FILE, run / "loss_curves.png")
+        from .card import write_model_card
+
+        write_model_card(run)  # README.md: base model and provenance, data, recipe, metrics
     return run
 
 
@@ -621,7 +650,7 @@ def last_checkpoint(run) -> Path:
     run = Path(run)
     found = sorted((p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]))
-    complete = [p for p in found if (p / "trainer_state.json").exists() and (p / WEIGHTS_FILE).exists()]
+    complete = [p for p in found if (p / "trainer_state.json").exists() and has_weights(p)]
     if not complete:
         what = (f"only incomplete checkpoint(s) {[p.name for p in found]}" if found else
                 "no checkpoint-N folder" if run.is_dir() else "no such folder")

@@ -133,8 +133,9 @@ def test_save_and_load_on_a_fresh_base_reproduces_logits(smollm2, batch, tmp_pat
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.02)
     model.save_pretrained(tmp_path)
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["qlearn_config.json",
-                                                         "qlearn_model.safetensors"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [  # peft's layout + the specific weights
+        "adapter_config.json", "adapter_model.safetensors", "qlearn_config.json",
+        "querier_specific.safetensors"]
     loaded = QuerierAwareLM.from_pretrained(copy.deepcopy(smollm2[0]), tmp_path).eval()
     assert loaded.config == model.config
     assert torch.equal(logits(loaded, batch), logits(model, batch))
@@ -363,7 +364,7 @@ def test_random_full_width_control_has_the_low_rank_init(tiny):
 def test_copy_lora_saves_only_its_lora_and_reloads(tiny, tmp_path):
     from safetensors.torch import load_file
 
-    from qlearn.model import WEIGHTS_FILE
+    from qlearn.model import SPECIFIC_FILE
 
     base, tok = tiny
     batch = _tiny_batch(tok)
@@ -372,7 +373,7 @@ def test_copy_lora_saves_only_its_lora_and_reloads(tiny, tmp_path):
         for p in model.hf.model.layers[0].mlp.specific.adapt_b.values():
             p.normal_(std=0.1)  # a trained-looking adapter
     model.save_pretrained(tmp_path / "run")
-    saved = load_file(str(tmp_path / "run" / WEIGHTS_FILE))
+    saved = load_file(str(tmp_path / "run" / SPECIFIC_FILE))
     assert any(".adapt_b." in k for k in saved) and not any(".specific.w_" in k for k in saved)
     back = QuerierAwareLM.from_pretrained(copy.deepcopy(base), tmp_path / "run").eval()
     assert torch.allclose(logits(back, batch), logits(model.eval(), batch), atol=1e-5)

@@ -69,7 +69,8 @@ def _tiny_config(out, **kw):
 
 
 def _state(run):
-    return {**load_file(str(run / "final/qlearn_model.safetensors")),
+    return {**load_file(str(run / "final/adapter_model.safetensors")),
+            **load_file(str(run / "final/querier_specific.safetensors")),
             **{f"qc.{k}": v for k, v in load_file(str(run / "final/contrastive.safetensors")).items()}}
 
 
@@ -118,4 +119,5 @@ def test_short_real_run_lowers_both_losses(tmp_path, data_root):
     # this recipe (seed 42): second half 0.53 0.72 0.45 0.40 1.00 0.89 0.44 0.63 (median 0.58);
     # seed 4: median 0.84. Without qc_center the loss stays at log N (1.05-1.23 over 10 steps).
     assert np.median(qc[8:]) < qc[0], qc
-    assert (run / "final/qlearn_model.safetensors").exists() and (run / "loss_curves.png").exists()
+    assert (run / "final/adapter_model.safetensors").exists() and (run / "loss_curves.png").exists()
+    assert "Q4_1 GGUF" in (run / "README.md").read_text(encoding="utf-8")  # the model card

@@ -31,6 +31,7 @@ def steps_per_querier(train: Sequence, total_steps: int) -> dict[str, int]:
 def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
     """Train one LoRA per querier of ``dataset`` with the recipe ``cfg`` (a TrainConfig, whose
     ``max_steps`` is the total budget); returns ``{querier: folder with the saved model}``."""
+    from ..card import write_model_card
     from ..collate import Collator
     from ..model import QuerierAwareLM
     from ..runs import base_lm
@@ -60,6 +61,7 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
         print(f"qlearn per-querier LoRA: {q}: {steps} steps")
         trainer.train()
         module.save(folder / "final")
+        write_model_card(folder)
     (out / "adapters.json").write_text(json.dumps({q: str(p) for q, p in folders.items()},
                                                   ensure_ascii=False, indent=1), encoding="utf-8")
     return folders
