@@ -318,8 +318,10 @@ class DualMLP(nn.Module):
     def forward(self, x):
         if not self.streams.enabled:
             return self.general(x)
-        b = x.shape[0] // 2
-        return torch.cat([self.general(x[:b]), self.specific(x[b:])])
+        # chunk (one split node) rather than x[:b], x[b:]: the backward of two slices builds two
+        # zero-filled full-size gradients and adds them; a split's backward is one concatenation
+        g, s = x.chunk(2)
+        return torch.cat([self.general(g), self.specific(s)])
 
 
 class DualNorm(nn.Module):
@@ -341,10 +343,10 @@ class DualNorm(nn.Module):
     def forward(self, h):
         if not self.streams.enabled:
             return self.general(h)
-        b = h.shape[0] // 2
-        self.stash = h[b:]
-        g = self.general(h[:b])
-        s = self.specific(h[b:]).to(g.dtype)
+        g, s = h.chunk(2)  # views, one split node in the graph (see DualMLP)
+        self.stash = s
+        g = self.general(g)
+        s = self.specific(s).to(g.dtype)
         if self.fusion == "mean":
             return 0.5 * (g + s)
         if self.fusion == "sum":
