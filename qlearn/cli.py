@@ -159,8 +159,6 @@ def _run_data(args):
     from .data.audit import audit_dataset
     from .data.stats import dropped_markdown, stats_rows, to_markdown, write_stats
 
-    if getattr(args, "no_verify", False):
-        os.environ["QLEARN_NO_VERIFY"] = "1"
     try:
         if args.data_command == "download":
             from .data.download import PINS, download
@@ -307,8 +305,6 @@ def _add_train(sub):
 def _run_train(args):
     from .train import TrainConfig, train
 
-    if args.no_verify:
-        os.environ["QLEARN_NO_VERIFY"] = "1"
     cfg = TrainConfig.from_yaml(args.config, args.overrides)
     run = train(cfg, resume=args.resume)
     print(f"qlearn train: done; metrics, probe and figures in {run}, the model in {run / 'final'}")
@@ -416,6 +412,26 @@ def _one_line_warnings():
     warnings.simplefilter("always", QlearnWarning)
 
 
+class _scoped_env:
+    """Set environment variables for one command and restore them afterwards (main() may be
+    called several times in one process, e.g. by tests)."""
+
+    def __init__(self, values: dict):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        for k, v in self.values.items():
+            self.saved[k] = os.environ.get(k)
+            os.environ[k] = v
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def main(argv=None):
     from .errors import QlearnError, debug_enabled, one_line
 
@@ -423,12 +439,16 @@ def main(argv=None):
     run = globals().get(f"_run_{args.command}")
     if run is None:
         sys.exit(f"qlearn {args.command}: not built yet in this version")
+    env = {}
     if args.debug:
-        os.environ["QLEARN_DEBUG"] = "1"
-    debug = debug_enabled()
+        env["QLEARN_DEBUG"] = "1"
+    if getattr(args, "no_verify", False):  # read by qlearn.data.read_show
+        env["QLEARN_NO_VERIFY"] = "1"
     _one_line_warnings()
     try:
-        run(args)
+        with _scoped_env(env):
+            debug = debug_enabled()
+            run(args)
     except (SystemExit, KeyboardInterrupt):
         raise
     except QlearnError as e:

@@ -39,6 +39,7 @@ from .model import QARConfig, QuerierAwareLM, has_weights
 CONTRASTIVE_FILE = "contrastive.safetensors"
 METRICS_FILE = "metrics.jsonl"
 PROBE_FILE = "probe.json"
+PROGRESS_FILE = "qlearn_progress.json"  # in each checkpoint: training seconds, collator counts
 REPS_FILE = "querier_reps.npz"  # the probe windows' pooled vectors: before, after, querier
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -47,16 +48,33 @@ def read_yaml(path, overrides: Sequence[str] = (), example: str = "--set a.b=1")
     """A YAML recipe as a dict, with ``--set key.sub=value`` overrides (values parsed as YAML)."""
     import yaml
 
-    d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    from .errors import ConfigError
+
+    try:
+        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the recipe ({e.strerror or e}); see configs/ for "
+                          "examples") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping (key: value), not a {type(d).__name__}")
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: write key=value, e.g. {example}")
+            raise ConfigError(f"--set {item!r}: write key=value, e.g. {example}")
         key, value = item.split("=", 1)
         node = d
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a mapping in {path}")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e})") from e
     return d
 
 
@@ -594,16 +612,21 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     QARTrainer, MetricsLogger = trainer_class()
     sampler = (ClusterBatchSampler([w.cluster_id for w in ds.train], cfg.batch_size, cfg.seed)
                if cfg.cluster_batches else None)
+    # a resumed run continues the training time of the interrupted one (probe.json's
+    # train_seconds covers every step); collator counts are this process's (resumed_from_step)
+    done = _read_json(checkpoint / PROGRESS_FILE) if checkpoint is not None else {}
+    start, offset = time.perf_counter(), float(done.get("train_seconds", 0.0))
+    callbacks = [MetricsLogger(run / METRICS_FILE),
+                 progress_saver(collator, lambda: offset + time.perf_counter() - start)]
     trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,
-                         callbacks=[MetricsLogger(run / METRICS_FILE)], cluster_sampler=sampler)
-    start = time.perf_counter()
+                         callbacks=callbacks, cluster_sampler=sampler)
     if args.train_sampling_strategy == "group_by_length":  # token lengths, for the sampler
         with warnings.catch_warnings():  # truncation is reported by the training collator
             warnings.simplefilter("ignore")
             measure = Collator(tokenizer, max_length=cfg.max_length)
             trainer.train_lengths = [len(measure.encode(w)["input_ids"]) for w in ds.train]
     trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
-    seconds = time.perf_counter() - start
+    seconds = offset + time.perf_counter() - start
     if collator.stats["truncated_turns"] or collator.stats["truncated_tokens"]:
         print(f"qlearn train: truncated windows: {collator.stats}")
 
@@ -613,10 +636,8 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
         if "after" in probe:
             print(f"qlearn train: probe after training: {probe['after']}")
         module.save(run / "final")
-        probe["train_seconds"] = round(seconds, 1)  # of this process (the resumed part)
+        probe["train_seconds"] = round(seconds, 1)  # every step's, also across a resume
         probe["collator"] = collator.stats
-        if checkpoint is not None:
-            probe["timed_steps"] = [probe["resumed_from_step"] + 1, trainer.state.global_step]
         (run / PROBE_FILE).write_text(json.dumps(probe, indent=2))
         if "after" in reps:
             np.savez(run / REPS_FILE, **reps)
@@ -626,6 +647,21 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
 
         write_model_card(run)  # README.md: base model and provenance, data, recipe, metrics
     return run
+
+
+def progress_saver(collator, elapsed):
+    """A callback writing PROGRESS_FILE (seconds so far, collator counts) into each checkpoint."""
+    # (collator counts include the batch the data loader has fetched ahead: informative only)
+    from transformers import TrainerCallback
+
+    class ProgressSaver(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                (folder / PROGRESS_FILE).write_text(json.dumps(
+                    {"train_seconds": round(elapsed(), 3), "collator": dict(collator.stats)}))
+
+    return ProgressSaver()
 
 
 def check_queriers(cfg: TrainConfig, ds) -> None:

@@ -186,7 +186,7 @@ def verify_source(source: str, folder: str | os.PathLike, root_hint: str | None 
                 _write_cache(cache)
             what = (f"is {st.st_size:,} bytes, the manifest says {size:,}" if got is None
                     else f"has sha256 {got[:12]}..., the manifest says {want[:12]}...")
-            fix = ("delete it (it is rebuilt from friends.rda) or restore it"
+            fix = ("delete it (the reader then reads friends.rda, slower) or restore it"
                    if rel in DERIVED.get(source, {}) else
                    f"restore it with `qlearn data download {source} --root {root}`")
             raise IntegrityError(f"{path} {what} (truncated or edited?): {fix}; to build from "
