@@ -148,3 +148,29 @@ def test_package_data_is_inside_the_package():
         assert load_manifest(source)["source"] == source
     assert "Ross" in load_profile("Ross")
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+
+
+def _readme_tree() -> set[str]:
+    """The files named in the README's "How the code is organised" tree, as paths."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## How the code is organised", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    names, stack = set(), []
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        entry = line.split()[0]
+        stack = stack[:depth]
+        if entry.endswith("/"):
+            stack.append(entry.rstrip("/"))
+        else:
+            names.add("/".join([*stack, entry]))
+    return names
+
+
+def test_the_readme_tree_matches_the_package():
+    tree = _readme_tree()
+    modules = {str(p.relative_to(ROOT)) for p in MODULES.values()}
+    assert tree == modules, (f"README's 'How the code is organised' lacks {sorted(modules - tree)} "
+                             f"and names missing {sorted(tree - modules)}")
