@@ -244,7 +244,7 @@ cfg = TrainConfig.from_yaml(REPO / "configs" / RECIPE, [
     f"source={SOURCE}", f"responder={RESPONDER}", f"base_model={MODEL}", f"output_dir={RUN_DIR}"])
 
 t0 = time.perf_counter()
-if (RUN_DIR / "final" / "qlearn_model.safetensors").exists():
+if (RUN_DIR / "final" / "qlearn_config.json").exists():
     print(f"{RUN_DIR} has finished: loading its results")
 else:
     resume = any(RUN_DIR.glob("checkpoint-*"))

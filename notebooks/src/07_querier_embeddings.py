@@ -151,7 +151,7 @@ print(f"{len(swapped)} windows: 12 dialogues × {len(QUERIERS)} names")
 
 # %%
 run = Path(cfg.output_dir)
-if not (run / "final" / "qlearn_model.safetensors").exists():
+if not (run / "final" / "qlearn_config.json").exists():
     t0 = time.perf_counter()
     train(cfg)
     print(f"trained in {time.perf_counter() - t0:.0f} s")
@@ -318,7 +318,7 @@ def train_variant(changes, name):
     """Train (or load) `cfg` with `changes`; return the held-out z of its trained model."""
     folder = RUNS / f"{'quick' if QUICK else 'full'}-{name.replace('/', '').replace(' ', '-')}"
     vcfg = dataclasses.replace(cfg, output_dir=str(folder), **changes)
-    if not (Path(vcfg.output_dir) / "final" / "qlearn_model.safetensors").exists():
+    if not (Path(vcfg.output_dir) / "final" / "qlearn_config.json").exists():
         train(vcfg)
     vds, vk = load_data(vcfg)
     vmod, _ = build_model(vcfg, n_queriers=len(vds.queriers), n_clusters=vk)
