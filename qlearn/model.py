@@ -495,6 +495,22 @@ class QuerierAwareLM(nn.Module):
                 (lora if ".lora_" in n else specific)[n] = p
         return lora, specific
 
+    def _adapter_keys(self, adapter: dict, to_plain: bool) -> dict:
+        """peft's adapter keys with ``<layer>.mlp.general.`` written as ``<layer>.mlp.`` (to_plain)
+        or back: the saved LoRA is then the general tower's, loadable onto the plain base model."""
+        duals = [n for n, m in self.base.named_modules() if isinstance(m, DualMLP)]
+        out = {}
+        for key, value in adapter.items():
+            for d in duals:
+                if to_plain and key.startswith(f"{d}.general."):
+                    key = f"{d}." + key[len(d) + len(".general."):]
+                    break
+                if not to_plain and key.startswith(f"{d}.") and not key.startswith(f"{d}.general."):
+                    key = f"{d}.general." + key[len(d) + 1:]
+                    break
+            out[key] = value
+        return out
+
     def save_pretrained(self, out_dir, model_card: str | None = None) -> Path:
         """Write the LoRA in peft's layout (``PeftModel.from_pretrained(base, out_dir)`` loads it),
         the querier-specific weights beside it (``querier_specific.safetensors``) and their config
@@ -511,6 +527,11 @@ class QuerierAwareLM(nn.Module):
             with warnings.catch_warnings():  # peft may not find the base's config offline
                 warnings.simplefilter("ignore")
                 self.base.save_pretrained(str(out), safe_serialization=True)
+            if self.config.specific:  # the general stream's LoRA under the plain model's names
+                from safetensors.torch import load_file
+
+                adapter = self._adapter_keys(load_file(str(out / ADAPTER_FILE)), to_plain=True)
+                save_file(adapter, str(out / ADAPTER_FILE), metadata={"format": "pt"})
             if not had_card and model_card is None:  # peft's placeholder card: qlearn writes its own
                 (out / "README.md").unlink(missing_ok=True)
         if specific:
@@ -583,7 +604,7 @@ class QuerierAwareLM(nn.Module):
                 if not (path / ADAPTER_FILE).exists():
                     raise ModelLoadError(f"{path} lacks {ADAPTER_FILE}: its config has LoRA "
                                          f"(lora_r={self.config.lora_r}); copy the folder again")
-                adapter = _read_safetensors(path / ADAPTER_FILE)
+                adapter = self._adapter_keys(_read_safetensors(path / ADAPTER_FILE), to_plain=False)
                 result = set_peft_model_state_dict(self.base, adapter)
                 bad = list(getattr(result, "unexpected_keys", []) or [])
                 bad += [k for k in getattr(result, "missing_keys", []) or [] if ".lora_" in k]
