@@ -9,9 +9,11 @@
    from the same ``QARConfig``;
 3. the querier-identifiability probe on held-out windows (before);
 4. ``Trainer`` (mixed precision, gradient accumulation and checkpointing, checkpoints and resume,
-   DDP/DeepSpeed under ``accelerate launch``/``torchrun``), logging ``metrics.jsonl``;
-5. ``<output_dir>/final/``: the model (``save_pretrained``) and the contrastive state; the probe
-   again (after); ``loss_curves.png``.
+   DDP/DeepSpeed ZeRO-2 under ``accelerate launch``/``torchrun``; FSDP and ZeRO-3 are refused),
+   logging ``metrics.jsonl``;
+5. ``<output_dir>/final/``: the model (``save_pretrained``: peft's adapter files plus the
+   querier-specific weights) and the contrastive state; the probe again (after);
+   ``loss_curves.png``; the model card ``README.md`` (:mod:`qlearn.card`).
 
 Every checkpoint holds the trainable weights *and* the contrastive views and memories, so
 ``--resume`` continues exactly where the run stopped.
