@@ -37,6 +37,7 @@ install-check:
 	$(CHECK_VENV)/bin/pip install -q -c constraints.txt ".[offline]"
 	set -e; Q=$(abspath $(CHECK_VENV))/bin; T=$$(mktemp -d); cd $$T; \
 	$$Q/qlearn demo --help >/dev/null; \
+	$$Q/python -c "import importlib.metadata as m; d = m.distribution('qlearn'); assert d.metadata['License-Expression'] == 'MIT' and any(f.name == 'LICENSE' for f in d.files), 'wheel metadata: no MIT licence file'"; \
 	$$Q/python -c "import qlearn, sys; sys.exit(0 if '/site-packages/' in qlearn.__file__ else 'qlearn imported from ' + qlearn.__file__)"; \
 	$$Q/python -m qlearn.resources demo.yaml > demo.yaml; \
 	$$Q/python -c "from qlearn.evaluate.ablate import AblateConfig; from qlearn.evaluate.baselines import load_profile; print(AblateConfig.from_yaml('demo.yaml').systems, load_profile('Ross')[:40])"; \
