@@ -112,7 +112,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     warmup: float = 0.01  # < 1: share of the steps; >= 1: steps
     lr_schedule: str = "constant_with_warmup"  # any transformers scheduler name, e.g. "cosine"
-    precision: str = "auto"  # auto (bf16 if supported, else fp16 on a GPU; fp32 on CPU), fp32, fp16, bf16
+    precision: str = "auto"  # fp32, fp16, bf16 or auto: GPU bf16 if supported, else fp16;
+    # CPU bf16 where it is native (AVX512-BF16/AMX: cpu_has_bf16), else fp32
     gradient_checkpointing: bool = True
     logging_steps: int = 10
     save_steps: int | None = None  # None = a checkpoint every epoch (official)
@@ -519,7 +520,16 @@ def resolve_precision(cfg: TrainConfig) -> str:
         return cfg.precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU run bf16 matmuls natively (AVX512-BF16 or AMX)? There, bf16 autocast trains
+    1.3x faster than fp32 with the same loss curve (docs/speed.md); elsewhere bf16 is emulated and
+    slower, so ``precision: auto`` stays fp32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
 
 
 def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None):
