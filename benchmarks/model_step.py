@@ -20,7 +20,10 @@ Measures, on a batch of ``batch × seq`` tokens:
   peak resident set size of the process, which includes Python, torch and the loaded weights).
 
 ``--profile`` instead runs torch.profiler over a few steps of each model and prints, per op, the
-self time of FT and dual and what the dual step adds (docs/speed.md explains the breakdown).
+self time of FT and dual and what the dual step adds, the same summed by kind (matmul, attention,
+dropout, copies, elementwise, loss, optimizer) and the exact FLOPs of one step of each (the
+floor of the ratio); docs/speed.md explains the breakdown. ``--compile`` compiles each decoder
+layer of both models (``torch.compile``; slower than eager on the 2-core CPU, see docs/speed.md).
 
 Goal (issue 5, 14): step ≤ 1.35×, generation ≤ 1.3×, memory ≤ 1.35×. The last line reads
 ``ratio step=<x> generate=<y> memory=<z>``.
