@@ -225,16 +225,19 @@ def profile(models, batch, device, dtype, steps, top):
     from torch.profiler import profile as torch_profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    per_op, totals = {}, {}
-    for name, (model, opt) in models.items():
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    per_op = {name: {} for name in models}
+    for model, opt in models.values():
         train_step(model, opt, batch, device, dtype)  # warm-up
-        with torch_profile(activities=acts) as prof:
-            for _ in range(steps):
+    for _ in range(steps):  # one profiled step of each in turn, so that load drifts hit both
+        for name, (model, opt) in models.items():
+            with torch_profile(activities=acts) as prof:
                 train_step(model, opt, batch, device, dtype)
-        key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-        per_op[name] = {e.key: (getattr(e, key) / 1e3 / steps, e.count // steps)
-                        for e in prof.key_averages()}
-        totals[name] = sum(ms for ms, _ in per_op[name].values())
+            for e in prof.key_averages():
+                ms, n = per_op[name].get(e.key, (0.0, 0))
+                per_op[name][e.key] = (ms + getattr(e, key) / 1e3 / steps, n + e.count)
+    per_op = {name: {k: (ms, n // steps) for k, (ms, n) in ops.items()} for name, ops in per_op.items()}
+    totals = {name: sum(ms for ms, _ in per_op[name].values()) for name in models}
     ops = sorted(set(per_op["ft"]) | set(per_op["dual"]),
                  key=lambda k: -max(per_op["dual"].get(k, (0, 0))[0], per_op["ft"].get(k, (0, 0))[0]))
     print(f"{'op':48s} {'ft ms':>9s} {'n':>5s} {'dual ms':>9s} {'n':>5s} {'+ms':>8s} {'+% of ft':>8s}")
