@@ -199,17 +199,19 @@ def _run_data(args):
                 warn(f"{ds.source}/{ds.responder} has a single querier ({', '.join(ds.queriers)}): "
                      "querier-aware training learns nothing querier-specific from it (the "
                      "contrastive loss is 0 on every step; `qlearn train` refuses it)")
+        audits = [audit_dataset(ds) for ds in built]
         if args.data_command == "build":
-            for ds in built:
+            for ds, audit in zip(built, audits):
                 folder = save_mqdialog(ds, os.path.join(out, f"{ds.source}_{ds.responder}"),
                                        overwrite=args.overwrite)
                 print(f"{ds!r} -> {folder}")
-                print(audit_dataset(ds).summary_line())
+                print(audit.summary_line())
             if len(built) == 1:
                 print(dropped_markdown(built[0]))
-        print(to_markdown(stats_rows(built)))
+        rows = stats_rows(built, audits)
+        print(to_markdown(rows))
         if out:
-            md, csv = write_stats(built, out)
+            md, csv = write_stats(built, out, rows)
             print(f"saved {md} and {csv}")
     except DataError as e:
         _exit("data", e)

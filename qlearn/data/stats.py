@@ -15,10 +15,12 @@ COLUMNS = [("source", "source"), ("responder", "responder"), ("queriers", "queri
            ("leaked_targets", "val/test targets in train")]
 
 
-def stats_rows(datasets) -> list[dict]:
-    """One row per Dataset: the numbers of the table (``dropped lines`` = reader + cleaning)."""
+def stats_rows(datasets, audits=None) -> list[dict]:
+    """One row per Dataset: the numbers of the table (``dropped lines`` = reader + cleaning).
+    ``audits``: the datasets' :class:`~qlearn.data.audit.AuditReport` s if already made."""
     rows = []
-    for ds in datasets:
+    audits = audits or [audit_dataset(ds) for ds in datasets]
+    for ds, audit in zip(datasets, audits):
         s = ds.stats
         row = {k: s.get(k) for k, _ in COLUMNS if k not in ("dropped_lines", "leaked_targets")}
         row["source"], row["responder"] = ds.source, ds.responder
@@ -26,7 +28,7 @@ def stats_rows(datasets) -> list[dict]:
         later = ("window", "train window", "near-duplicate seg", "chat without")
         row["dropped_lines"] = sum(v for k, v in s.get("dropped", {}).items()
                                    if not k.startswith(later))
-        audit = audit_dataset(ds)  # 0 unless a held-out target is seen in training
+        # 0 unless a held-out target is seen in training
         row["leaked_targets"] = audit.leaked if audit.positions_known else "unknown"
         rows.append(row)
     return rows
@@ -59,11 +61,12 @@ def dropped_markdown(ds) -> str:
     return text
 
 
-def write_stats(datasets, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Save ``stats.md`` and ``stats.csv`` under ``out_dir``; returns both paths."""
+def write_stats(datasets, out_dir: str | os.PathLike, rows=None) -> tuple[Path, Path]:
+    """Save ``stats.md`` and ``stats.csv`` under ``out_dir`` (``rows``: from :func:`stats_rows`,
+    if already made); returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = stats_rows(datasets)
+    rows = rows or stats_rows(datasets)
     md, cs = out / "stats.md", out / "stats.csv"
     md.write_text("# Dataset statistics\n\n" + to_markdown(rows) + "\n", encoding="utf-8")
     cs.write_text(to_csv(rows), encoding="utf-8")
