@@ -22,7 +22,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .mqdialog import load_mqdialog
+from .readers import DataError
 from .types import Window
 
 HELD_OUT = ("val", "test")
@@ -152,11 +155,6 @@ def audit_dataset(ds) -> AuditReport:
 def audit_path(path) -> list[AuditReport]:
     """Audit a folder in the MQDialog layout, or every such folder directly under ``path`` (what
     ``qlearn data build --all --out DIR`` writes)."""
-    from pathlib import Path
-
-    from .mqdialog import load_mqdialog
-    from .readers import DataError
-
     root = Path(path)
     if (root / "configs").is_dir() or not root.is_dir():
         return [audit_dataset(load_mqdialog(root))]
