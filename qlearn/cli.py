@@ -124,9 +124,11 @@ def _run_demo(args):
 def _add_data(sub):
     p = sub.add_parser("data", help="build, inspect and download dialogue datasets (MQDialog layout)",
                        description="Rebuild MQDialog from public transcripts (docs/method.md §2).")
+    from .data.sources import SOURCES, downloadable
+
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     b = dsub.add_parser("build", help="build one responder (or --all) and save the MQDialog layout")
-    b.add_argument("--source", help="friends, bigbang, modernfamily, swordsman, palace or chitchat")
+    b.add_argument("--source", help=", ".join(SOURCES))
     b.add_argument("--responder", help="e.g. Ross (chitchat: default = the most active sender)")
     b.add_argument("--all", action="store_true", help="every MQDialog responder + one chitchat")
     b.add_argument("--out", default="runs/data", help="output folder (default: %(default)s)")
@@ -150,7 +152,7 @@ def _add_data(sub):
     a.add_argument("dir", help="a folder written by `qlearn data build` (or its --out parent)")
     a.add_argument("--verbose", action="store_true", help="the per-split table of each dataset")
     d = dsub.add_parser("download", help="fetch a source's public files at pinned commits")
-    d.add_argument("source", help="friends, bigbang, modernfamily, swordsman, palace or all")
+    d.add_argument("source", help=", ".join(downloadable()) + " or all")
     d.add_argument("--root", required=True, help="where to put them (then use it as --root)")
 
 
@@ -161,9 +163,10 @@ def _run_data(args):
 
     try:
         if args.data_command == "download":
-            from .data.download import PINS, download
+            from .data.download import download
+            from .data.sources import downloadable
 
-            for source in (PINS if args.source == "all" else [args.source]):
+            for source in (downloadable() if args.source == "all" else [args.source]):
                 download(source, args.root)
             return
         if args.data_command == "audit":

@@ -38,17 +38,20 @@ CHAR_NGRAM = "char-ngram"  # CharNgramEmbedder, fitted on the training texts
 # The online choice for Chinese (and any other language) where the hub is reachable, e.g. on Colab.
 MULTILINGUAL_HUB = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 
-# Clusters per responder in the official configs (docs/method.md §3); everyone else gets 5.
-PAPER_K = {"Sheldon": 10, "Leonard": 10, "Rachel": 10, "Ross": 10, "佟湘玉": 10, "白展堂": 10}
 QUERY_TEXTS = ("query", "last", "context")
 SINGLE_QUERIER_WARNING = "single querier: the contrastive loss has nothing to contrast here"
 
 
 def default_k(responder: str | None, source: str | None = None) -> int:
-    """The paper's number of clusters: 10 for its big responders and real-person chats, else 5."""
-    if source == "chitchat":
-        return 10
-    return PAPER_K.get(responder or "", 5)
+    """The paper's number of clusters: 10 for its big responders and real-person chats, else 5
+    (per source in :data:`qlearn.data.sources.SOURCES`; an unknown source: by responder name)."""
+    from .data.sources import SOURCES, Source
+
+    if source in SOURCES:
+        record = SOURCES[source]
+        return record.responders.get(responder, record.k)
+    return next((s.responders[responder] for s in SOURCES.values()
+                 if responder is not None and responder in s.responders), Source.k)
 
 
 def query_text(window, how: str = "query") -> str:

@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 
 from qlearn.data import (BuildConfig, DataError, all_responders, build_dataset, load_mqdialog,
-                         read_show, save_mqdialog)
-from qlearn.data.pipeline import MIN_UTTERANCES
+                         get_source, read_show, save_mqdialog)
 
 MIN_QUERIERS = {"Ross": 12, "Rachel": 7, "Sheldon": 12, "Leonard": 10, "Claire": 7, "Phil": 7,
                 "佟湘玉": 12, "白展堂": 10, "吕秀才": 6, "甄嬛": 12, "皇帝": 8}
@@ -44,11 +43,12 @@ def test_ids_are_unique_and_splits_share_no_segment(datasets):
         assert len(ids) == len(set(ids)), ds
 
 
-def test_querier_counts_match_mqdialog(datasets):
+def test_querier_counts_match_mqdialog(datasets, data_root):
     got = {r: len(ds.queriers) for (_, r), ds in datasets.items()}
     assert {s: ds.lang for (s, _), ds in datasets.items()} == {
         "friends": "en", "bigbang": "en", "modernfamily": "en", "swordsman": "zh", "palace": "zh",
         "chitchat": "en"}
+    assert all(read_show(s, data_root).lang == get_source(s).lang for s, _ in datasets)  # reader = record
     for responder, least in MIN_QUERIERS.items():
         assert got[responder] >= least, (responder, got[responder])
     for ds in datasets.values():  # every querier really has data on both sides of the split
@@ -123,7 +123,8 @@ def test_errors_name_the_problem(data_root):
                       config=BuildConfig(min_utterances=10 ** 6))
     with pytest.raises(DataError, match="unknown source"):
         build_dataset("seinfeld", "Jerry", root=data_root)
-    assert MIN_UTTERANCES["friends"] == 70 and MIN_UTTERANCES["modernfamily"] == 40
+    assert get_source("friends").min_utterances == 70
+    assert get_source("modernfamily").min_utterances == 40
 
 
 FINGERPRINT = """

@@ -4,16 +4,19 @@ import json
 import pytest
 
 from qlearn.data import DataError, build_dataset
-from qlearn.data.download import MANIFESTS, PINS, download, load_manifest, sha256
+from qlearn.data.download import MANIFESTS, download, load_manifest, make_manifest, sha256
+from qlearn.data.sources import downloadable, get_source
 
 
 def test_manifests_pin_full_commits_and_match_the_local_files(data_root):
-    for source in PINS:
+    for source in downloadable():
         m = load_manifest(source)
         assert len(m["commit"]) == 40 and m["files"]
         for f in m["files"]:
             assert f"/{m['commit']}/" in f["url"] and f["url"].startswith("https://")
             assert sha256(data_root / m["folder"] / f["path"]) == f["sha256"], f["path"]
+        # the source's record (pin, folder) makes exactly the shipped manifest
+        assert make_manifest(source, data_root / get_source(source).folder) == m, source
 
 
 def _local(source, data_root):

@@ -197,12 +197,10 @@ def transcript_shingles(data_root):
     """Hashes of every 25-character piece (at offsets 0, 25, 50, ...) of every transcript utterance
     of 25 characters or more, read through qlearn's own readers (chitchat is MIT: not included)."""
     from qlearn.data import read_show
-    from qlearn.data.readers import SOURCES as READERS
+    from qlearn.data.sources import downloadable
 
     shingles, n = set(), 0
-    for source in READERS:
-        if source == "chitchat":
-            continue
+    for source in downloadable():  # the transcripts (chitchat, a pip package, has no pin)
         for chunk in read_show(source, root=data_root).chunks:
             for turn in chunk.turns:
                 text = _normalise(turn.text)

@@ -139,12 +139,13 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
 
 def test_package_data_is_inside_the_package():
     """What the library reads at run time ships in the wheel (pyproject's package-data)."""
-    from qlearn.data.download import PINS, load_manifest
+    from qlearn.data.download import load_manifest
+    from qlearn.data.sources import downloadable
     from qlearn.evaluate.baselines import load_profile
     from qlearn.resources import resource
 
     assert resource("demo.yaml").is_file()
-    for source in PINS:
+    for source in downloadable():
         assert load_manifest(source)["source"] == source
     assert "Ross" in load_profile("Ross")
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")

@@ -1,6 +1,7 @@
 """``qlearn data download SOURCE --root DIR``: fetch the public transcripts at pinned commits.
 
-Each source has a manifest ``qlearn/resources/manifests/<source>.json``, shipped as package data
+Each source with a pin (:mod:`qlearn.data.sources`) has a manifest
+``qlearn/resources/manifests/<source>.json``, shipped as package data
 (repo, commit, and for every file its URL at that commit, its path under ``ROOT/<folder>/`` and
 its sha256). A file already present with the right sha256 is never downloaded again; a download
 whose sha256 differs is refused.
@@ -18,29 +19,10 @@ from urllib.parse import quote
 from tqdm.auto import tqdm
 
 from ..resources import resource
-from ..errors import DataError  # not from .readers: readers calls verify_source (no cycle)
+from ..errors import DataError
+from .sources import SOURCES, get_source
 
 MANIFESTS = resource("manifests")  # package data (importlib.resources), so it works from a wheel
-
-# source -> (GitHub repo, commit, [(path in repo, path under ROOT/<folder>)]); see SOURCE.md.
-# bigbang lists a folder instead: (repo, commit, remote path pattern, local glob).
-PINS = {
-    "friends": ("EmilHvitfeldt/friends", "f2946cf8b594258da24c93265ed763d6edaef738",
-                [("data/friends.rda", "friends.rda")]),
-    "bigbang": ("skashyap7/TBBTCorpus", "493ac6853a0cd0cb3a79f27b97bc814d653448cd",
-                "preprocessing/raw_corpus/{name}", "raw_corpus/*.txt"),
-    "modernfamily": ("TomR2022/Text-Mining-Group-Project",
-                     "93af3e6cf8adf0350e9483e9ec2092755c71a58a",
-                     [(f"Data/Transcripts/MFs{i}.txt", f"MFs{i}.txt") for i in (1, 2, 3, 5)]),
-    "swordsman": ("gaspolymerase/wulin-dialogue-skill",
-                  "e55c637be8a94e21a47c11e0f7618bad8eec15ae",
-                  [(f"武林外传全剧本/武林外传全剧本{i}.txt", f"wulin_script_{i}.gb18030.txt")
-                   for i in (1, 2, 3)]),
-    "palace": ("Pascalson/DyKGChat", "1a6884815bbc4e3c6c3acd09f16b5a2bfe353932",
-               [("data/hgzhz/raw_data/corpus.txt", "corpus.txt"),
-                ("data/hgzhz/raw_data/people_mapping.txt", "people_mapping.txt")]),
-}
-
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -52,20 +34,24 @@ def sha256(path: Path) -> str:
 
 def make_manifest(source: str, local_folder: str | os.PathLike,
                   folder_name: str | None = None) -> dict:
-    """Manifest of ``source`` with sha256 computed from a local copy (maintainers only);
-    ``folder_name`` (under ROOT) defaults to the one of the existing manifest."""
-    repo, commit, files, *glob = PINS[source]
-    folder = Path(local_folder)
-    if glob:  # one pattern for a folder of files
-        files = [(files.format(name=p.name), str(p.relative_to(folder)))
-                 for p in sorted(folder.glob(glob[0]))]
+    """Manifest of ``source`` with sha256 computed from a local copy (maintainers only), from the
+    pin of its :class:`~qlearn.data.sources.Source`; ``folder_name`` (under ROOT) defaults to the
+    source's folder."""
+    record = get_source(source)
+    pin, folder = record.pin, Path(local_folder)
+    if pin is None:
+        raise DataError(f"{source} {record.install}")
+    files = pin.files
+    if pin.glob:  # one pattern for a folder of files
+        files = [(pin.pattern.format(name=p.name), str(p.relative_to(folder)))
+                 for p in sorted(folder.glob(pin.glob))]
     rows = []
     for remote, local in files:
         p = folder / local
-        url = f"https://raw.githubusercontent.com/{repo}/{commit}/{quote(remote)}"
+        url = f"https://raw.githubusercontent.com/{pin.repo}/{pin.commit}/{quote(remote)}"
         rows.append({"path": local, "url": url, "sha256": sha256(p), "size": p.stat().st_size})
-    return {"source": source, "repo": repo, "commit": commit,
-            "folder": folder_name or load_manifest(source)["folder"], "files": rows}
+    return {"source": source, "repo": pin.repo, "commit": pin.commit,
+            "folder": folder_name or record.folder, "files": rows}
 
 
 def manifest_dir():
@@ -75,9 +61,9 @@ def manifest_dir():
 
 def load_manifest(source: str, manifests=None) -> dict:
     """The pinned manifest of ``source`` (``manifests``: a folder or a Traversable of them)."""
-    if source == "chitchat":
-        raise DataError("chitchat ships as a PyPI package: pip install chitchat-dataset "
-                        "(nothing to download)")
+    record = SOURCES.get(source)
+    if record is not None and record.pin is None:
+        raise DataError(f"{source} {record.install}")
     manifests = manifest_dir() if manifests is None else manifests
     path = manifests / f"{source}.json"
     if not path.is_file():
@@ -118,9 +104,6 @@ def download(source: str, root: str | os.PathLike, manifest: dict | None = None,
 
 
 # ---- integrity of the local copy, checked at build time ---------------------------------------
-# files qlearn reads that are derived from a manifest file (not downloaded): path -> sha256, size
-DERIVED = {"friends": {"friends.tsv.gz": (
-    "eaebcb1043074cb0d9d2a3a5f5153ca2c3b072d32b7b4e937d43a0855c1320dd", 1681474)}}
 VERIFY_CACHE = "verified_files.json"  # in qlearn.assets.cache_dir(): path -> [size, mtime, sha256]
 
 
@@ -156,12 +139,14 @@ def verify_source(source: str, folder: str | os.PathLike, root_hint: str | None 
     files. Returns notes on manifest files that are absent (the reader uses what is there)."""
     from ..errors import IntegrityError
 
-    if source == "chitchat":
+    record = SOURCES.get(source)
+    if record is not None and record.pin is None:
         return []
+    derived = record.derived if record is not None else {}  # files qlearn makes from the pinned ones
     folder = Path(folder)
     manifest = load_manifest(source)
     expected = {f["path"]: (f["sha256"], f.get("size")) for f in manifest["files"]}
-    expected.update(DERIVED.get(source, {}))
+    expected.update(derived)
     root = root_hint or str(folder.parent)
     cache, dirty, missing = _read_cache(), False, []
     for rel, (want, size) in expected.items():
@@ -169,7 +154,7 @@ def verify_source(source: str, folder: str | os.PathLike, root_hint: str | None 
         try:
             st = path.stat()
         except OSError:
-            if rel not in DERIVED.get(source, {}):
+            if rel not in derived:
                 missing.append(rel)
             continue
         key = str(path.resolve())
@@ -186,8 +171,8 @@ def verify_source(source: str, folder: str | os.PathLike, root_hint: str | None 
                 _write_cache(cache)
             what = (f"is {st.st_size:,} bytes, the manifest says {size:,}" if got is None
                     else f"has sha256 {got[:12]}..., the manifest says {want[:12]}...")
-            fix = ("delete it (the reader then reads friends.rda, slower) or restore it"
-                   if rel in DERIVED.get(source, {}) else
+            fix = ("delete it (the reader then reads the downloaded files, slower) or restore it"
+                   if rel in derived else
                    f"restore it with `qlearn data download {source} --root {root}`")
             raise IntegrityError(f"{path} {what} (truncated or edited?): {fix}; to build from "
                                  "deliberately edited files pass --no-verify (verify=False)")

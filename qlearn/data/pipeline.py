@@ -11,17 +11,13 @@ import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
-from .readers import GROUP, GROUP_LABELS, Chunk, DataError, Show, read_show
+from .download import verify_source
+from .readers import GROUP, GROUP_LABELS, Chunk, DataError, Show, require_path
+from .sources import SOURCES, Source, get_source
 from .types import Turn, Window
-
-# paper: tau_utt = 70 Friends/TBBT, 40 Modern Family, 50 Chinese dramas; chats: > 200 messages
-MIN_UTTERANCES = {"friends": 70, "bigbang": 70, "modernfamily": 40, "swordsman": 50,
-                  "palace": 50, "chitchat": 200}
-MIN_SEGMENTS = {"chitchat": 0}  # the chat pipeline has no minimum-segments filter; scripts: 20
-RESPONDERS = {"friends": ["Rachel", "Ross"], "bigbang": ["Sheldon", "Leonard"],
-              "modernfamily": ["Claire", "Phil"], "swordsman": ["佟湘玉", "白展堂", "吕秀才"],
-              "palace": ["甄嬛", "皇帝"], "chitchat": [None]}
 
 
 @dataclass
@@ -40,12 +36,16 @@ class BuildConfig:
     session_gap_hours: float = 3.0  # chats: a new session after a longer silence
 
     def min_utt(self, source: str) -> int:
+        """``min_utterances``, else the source's paper value (:class:`~qlearn.data.sources.Source`)."""
         if self.min_utterances is not None:
             return self.min_utterances
-        return MIN_UTTERANCES.get(source, 50)
+        return SOURCES.get(source, Source).min_utterances  # not registered: Source's default
 
     def min_seg(self, source: str) -> int:
-        return self.min_segments if self.min_segments is not None else MIN_SEGMENTS.get(source, 20)
+        """``min_segments``, else the source's paper value (chats: 0, scripts: 20)."""
+        if self.min_segments is not None:
+            return self.min_segments
+        return SOURCES.get(source, Source).min_segments
 
 
 @dataclass
@@ -62,9 +62,10 @@ class Dataset:
 
     @property
     def lang(self) -> str:
-        """"zh" for the Chinese dramas (and any data mostly in CJK script), else "en"."""
-        if self.source in ("swordsman", "palace"):
-            return "zh"
+        """The source's language (:data:`~qlearn.data.sources.SOURCES`); other data: "zh" when it
+        is mostly in CJK script, else "en"."""
+        if self.source in SOURCES:
+            return SOURCES[self.source].lang
         text = "".join(t.text for w in (self.test or self.train)[:50] for t in w.turns)
         cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in text)
         return "zh" if cjk > 0.3 * max(len(text), 1) else "en"
@@ -122,8 +123,6 @@ _CLEANED: dict = {}  # (id(show), threshold) -> (show, chunks, dropped): clean o
 
 def clear_caches() -> None:
     """Forget this process's parsed shows and cleaned chunks (the next build starts cold)."""
-    from .readers import read_cached
-
     read_cached.cache_clear()
     _CLEANED.clear()
 
@@ -224,19 +223,22 @@ def _default_responder(chunks: list[Chunk]) -> str:
 def build_from_show(show: Show, responder: str | None = None,
                     config: BuildConfig = BuildConfig()) -> Dataset:
     cfg, src = config, show.source
+    record = SOURCES.get(src)
+    chat = record is not None and record.chat
+    known = list(record.responders) if record else None  # MQDialog's responders
     if responder is None:
-        if src != "chitchat":
-            raise DataError(f"{src}: name a responder (MQDialog's: {RESPONDERS.get(src)}); most "
+        if not chat:
+            raise DataError(f"{src}: name a responder (MQDialog's: {known}); most "
                             f"frequent speakers: {_most_frequent(show)}")
         responder = _default_responder(show.chunks)
     if responder in GROUP_LABELS:
         raise DataError(f"{src}: {responder!r} is a group label (lines spoken by several people "
                         f"at once), not a person who can be a responder; choose one such as "
-                        f"{RESPONDERS.get(src) or _most_frequent(show)}")
+                        f"{known or _most_frequent(show)}")
     if show.speaker_counts[responder] == 0:
         raise DataError(f"{src}: unknown responder {responder!r}. Most frequent speakers: "
                         f"{_most_frequent(show)}")
-    if src == "chitchat":  # the owner's export holds only the owner's own chats
+    if chat:  # the owner's export holds only the owner's own chats
         mine = [c for c in show.chunks if any(t.speaker == responder for t in c.turns)]
         dropped = Counter(show.dropped)
         dropped["chat without the responder (utterances)"] += (
@@ -273,7 +275,7 @@ def build_from_show(show: Show, responder: str | None = None,
             segs[q] = found
         else:
             rejected[q] = len(found)
-    if src == "chitchat":  # chats: queriers by descending number of sessions (official order)
+    if chat:  # chats: queriers by descending number of sessions (official order)
         segs = dict(sorted(segs.items(), key=lambda kv: -len(kv[1])))
     if not segs:
         best = max(rejected.items(), key=lambda kv: kv[1])
@@ -326,12 +328,68 @@ def build_from_show(show: Show, responder: str | None = None,
 def build_dataset(source: str, responder: str | None = None, root: str | os.PathLike | None = None,
                   config: BuildConfig = BuildConfig()) -> Dataset:
     """Build one responder's dataset from the raw files under ``root`` (default
-    ``$QLEARN_DATA_ROOT``). ``responder=None`` is allowed for "chitchat" (the most active
-    sender)."""
+    ``$QLEARN_DATA_ROOT``). ``responder=None`` is allowed for chats such as "chitchat" (the most
+    active sender)."""
     show = read_show(source, root, config.session_gap_hours)
     return build_from_show(show, responder, config)
 
 
-def all_responders() -> list[tuple[str, str | None]]:
-    """Every MQDialog responder of the five shows plus one chitchat responder."""
-    return [(s, r) for s, rs in RESPONDERS.items() for r in rs]
+# --------------------------------------------------------------------------------------------
+# reading a source by name (its record: qlearn.data.sources)
+
+def data_root(root: str | os.PathLike | None = None) -> Path | None:
+    """``root``, else ``$QLEARN_DATA_ROOT``, else None."""
+    root = root or os.environ.get("QLEARN_DATA_ROOT")
+    return Path(root).expanduser() if root else None
+
+
+def source_folder(source: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of ``source`` under the data root (a pip-installed source needs no root)."""
+    record = get_source(source)
+    base = data_root(root)
+    if base is None:
+        if record.pin is None:
+            return Path(record.folder)
+        raise DataError(f"{source}: no data root. Pass --root DIR (root=...) or set "
+                        f"QLEARN_DATA_ROOT; `qlearn data download {source} --root DIR` fetches "
+                        f"the files")
+    sub = base / record.folder
+    return sub if sub.is_dir() or record.pin is None else require_path(sub, source)
+
+
+@lru_cache(maxsize=16)
+def read_cached(source: str, folder: str, gap: float, signature: tuple) -> Show:
+    """The source's reader on ``folder`` (cached by the files' ``signature``)."""
+    record = get_source(source)
+    return record.reader(Path(folder), gap) if record.chat else record.reader(Path(folder))
+
+
+def _signature(folder: Path) -> tuple:
+    """(name, size, mtime) of every file under ``folder``: a changed file is read again."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
+                        for p in folder.rglob("*") if p.is_file() and (st := p.stat())))
+
+
+def verify_default() -> bool:
+    """``$QLEARN_NO_VERIFY=1`` (set by ``--no-verify``) turns the manifest check off."""
+    return os.environ.get("QLEARN_NO_VERIFY", "").strip().lower() in ("", "0", "false", "no")
+
+
+def read_show(source: str, root: str | os.PathLike | None = None,
+              session_gap_hours: float = 3.0, verify: bool | None = None) -> Show:
+    """Parse one source (cached per process: build several responders for the price of one).
+
+    The files are then checked against the download manifest's sha256 (``verify``; default on
+    unless ``$QLEARN_NO_VERIFY=1``): a truncated or edited transcript raises
+    :class:`~qlearn.errors.IntegrityError` naming the file. Hashes are cached by size and mtime,
+    so this costs a ``stat`` per file after the first time."""
+    folder = source_folder(source, root)
+    show = read_cached(source, str(folder.resolve()), session_gap_hours, _signature(folder))
+    if (verify_default() if verify is None else verify) and get_source(source).pin is not None:
+        from ..errors import warn
+
+        for note in verify_source(source, folder, None if root is None else str(root)):
+            warn(note)
+    return show

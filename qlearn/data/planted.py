@@ -137,7 +137,7 @@ def chitchat_pairs(root=None, seed: int = 0):
     statements: a 3–10-word message without "?" or any marker, answered by 1–6 words without "?".
     Plain ASCII only, none of the benchmark's names, de-duplicated by lower-cased text, in a
     seeded order."""
-    from .readers import read_show
+    from .pipeline import read_show
 
     show = read_show("chitchat", root)
     questions, statements, seen = [], [], set()

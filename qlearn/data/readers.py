@@ -1,4 +1,5 @@
-"""Readers: one function per source, each turning raw files into a :class:`Show`.
+"""Readers: one function per source, each turning raw files into a :class:`Show` (the sources and
+their readers are listed in :mod:`qlearn.data.sources`).
 
 A show is a list of chunks (a scene, or one chat session) of ``Turn(speaker, text)``, with speaker
 names normalized the way MQDialog names them. Every line a reader does not turn into an utterance
@@ -9,12 +10,10 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DataError
@@ -25,7 +24,7 @@ GROUP = "(several)"
 # speaker labels that name a group, not a person: never a responder
 GROUP_LABELS = frozenset({GROUP, "All", "众人"})
 
-__all__ = ["DataError", "GROUP", "GROUP_LABELS", "Chunk", "Show", "SOURCES", "read_show"]  # DataError: old path
+__all__ = ["DataError", "GROUP", "GROUP_LABELS", "Chunk", "Show"]  # DataError: old path
 
 
 @dataclass
@@ -75,7 +74,8 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
                         f"must be {encoding}: re-download it with `qlearn data download`") from e
 
 
-def _need(path: Path, source: str) -> Path:
+def require_path(path: Path, source: str) -> Path:
+    """``path`` when it exists, else a :class:`DataError` naming the data root and the download."""
     if not path.exists():
         raise DataError(f"{source}: missing {path}. Set --root / QLEARN_DATA_ROOT to the folder "
                         f"holding the transcripts, or fetch them: qlearn data download {source} "
@@ -110,7 +110,7 @@ def _friends_rows(folder: Path):
 
     with warnings.catch_warnings():  # "Missing constructor for R class tbl_df": harmless
         warnings.simplefilter("ignore")
-        rda = _need(folder / "friends.rda", "friends")
+        rda = require_path(folder / "friends.rda", "friends")
         try:
             frame = rdata.read_rda(str(rda))["friends"]
         except Exception as e:  # truncated xz, not an RData file, no `friends` object
@@ -195,7 +195,7 @@ _SPEAKER_LINE = re.compile(r"^([^:()]{1,40}?)\s*(?:\([^)]*\))?\s*:(.*)$")
 
 def read_bigbang(folder: Path) -> Show:
     show = Show("bigbang", "en", [])
-    files = sorted(_need(folder / "raw_corpus", "bigbang").glob("*_*.txt"))
+    files = sorted(require_path(folder / "raw_corpus", "bigbang").glob("*_*.txt"))
     if not files:
         raise DataError(f"bigbang: no <season>_<episode>.txt files in {folder / 'raw_corpus'}")
     stray = [p for p in files if not re.fullmatch(r"\d+_\d+", p.stem)]
@@ -241,7 +241,7 @@ def read_modernfamily(folder: Path) -> Show:
     show = Show("modernfamily", "en", [])
     files = sorted(folder.glob("MFs*.txt"))
     if not files:
-        _need(folder / "MFs1.txt", "modernfamily")
+        require_path(folder / "MFs1.txt", "modernfamily")
     episodes = set()
     for path in files:
         ep, n, turns, labelled = None, 0, [], Counter()
@@ -315,7 +315,7 @@ def read_swordsman(folder: Path) -> Show:
     show = Show("swordsman", "zh", [])
     files = sorted(folder.glob("*.gb18030.txt"))
     if not files:
-        _need(folder / "wulin_script_1.gb18030.txt", "swordsman")
+        require_path(folder / "wulin_script_1.gb18030.txt", "swordsman")
     ep, n, turns = 0, 0, []
     for path in files:
         for line in _read_text(path, "gb18030").splitlines():
@@ -367,8 +367,8 @@ _PALACE_NOTES = re.compile(r"\[\d+\]|【[^】]*】")
 
 def read_palace(folder: Path) -> Show:
     show = Show("palace", "zh", [])
-    aliases = _palace_aliases(_need(folder / "people_mapping.txt", "palace"))
-    path = _need(folder / "corpus.txt", "palace")
+    aliases = _palace_aliases(require_path(folder / "people_mapping.txt", "palace"))
+    path = require_path(folder / "corpus.txt", "palace")
     cur, turns = None, []
     for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
@@ -458,74 +458,4 @@ def _chitchat_show(data: dict, session_gap_hours: float) -> Show:
     show.notes.append(f"{len(data)} conversations, {len(show.chunks)} sessions, {len(names)} "
                       f"senders (pseudonyms by number of sessions: {CHAT_NAMES[0]} is the most "
                       "active)")
-    return show
-
-
-# --------------------------------------------------------------------------------------------
-# registry
-
-SOURCES = {  # name -> (folder under the data root, reader)
-    "friends": ("friends_emorynlp", read_friends),
-    "bigbang": ("bigbang_tbbtcorpus", read_bigbang),
-    "modernfamily": ("modernfamily_tomr2022", read_modernfamily),
-    "swordsman": ("swordsman_wulin", read_swordsman),
-    "palace": ("palace_dykgchat", read_palace),
-    "chitchat": ("chitchat", read_chitchat),
-}
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path | None:
-    root = root or os.environ.get("QLEARN_DATA_ROOT")
-    return Path(root).expanduser() if root else None
-
-
-def source_folder(source: str, root: str | os.PathLike | None = None) -> Path:
-    if source not in SOURCES:
-        raise DataError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    base = data_root(root)
-    if base is None:
-        if source == "chitchat":
-            return Path("chitchat")
-        raise DataError(f"{source}: no data root. Pass --root DIR (root=...) or set "
-                        f"QLEARN_DATA_ROOT; `qlearn data download {source} --root DIR` fetches "
-                        f"the files")
-    sub = base / SOURCES[source][0]
-    return sub if sub.is_dir() or source == "chitchat" else _need(sub, source)
-
-
-@lru_cache(maxsize=16)
-def read_cached(source: str, folder: str, gap: float, signature: tuple) -> Show:
-    reader = SOURCES[source][1]
-    return reader(Path(folder), gap) if source == "chitchat" else reader(Path(folder))
-
-
-def _signature(folder: Path) -> tuple:
-    """(name, size, mtime) of every file under ``folder``: a changed file is read again."""
-    if not folder.is_dir():
-        return ()
-    return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
-                        for p in folder.rglob("*") if p.is_file() and (st := p.stat())))
-
-
-def verify_default() -> bool:
-    """``$QLEARN_NO_VERIFY=1`` (set by ``--no-verify``) turns the manifest check off."""
-    return os.environ.get("QLEARN_NO_VERIFY", "").strip().lower() in ("", "0", "false", "no")
-
-
-def read_show(source: str, root: str | os.PathLike | None = None,
-              session_gap_hours: float = 3.0, verify: bool | None = None) -> Show:
-    """Parse one source (cached per process: build several responders for the price of one).
-
-    The files are then checked against the download manifest's sha256 (``verify``; default on
-    unless ``$QLEARN_NO_VERIFY=1``): a truncated or edited transcript raises
-    :class:`~qlearn.errors.IntegrityError` naming the file. Hashes are cached by size and mtime,
-    so this costs a ``stat`` per file after the first time."""
-    folder = source_folder(source, root)
-    show = read_cached(source, str(folder.resolve()), session_gap_hours, _signature(folder))
-    if (verify_default() if verify is None else verify) and source != "chitchat":
-        from ..errors import warn
-        from .download import verify_source
-
-        for note in verify_source(source, folder, None if root is None else str(root)):
-            warn(note)
     return show
