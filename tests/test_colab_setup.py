@@ -100,3 +100,14 @@ def test_hub_weights_are_one_switch_away(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(assets, "_hub_cached", lambda repo_id: False)
     assert assets.resolve_lm("smollm2-135m-hub") == assets.SMOLLM2_HUB  # online: the hub copy
+
+
+def test_package_homepage_names_the_slug_the_notebooks_clone():
+    """pyproject's [project.urls] cannot read GITHUB_SLUG, so a fork that changes one must change
+    the other: this fails until they agree."""
+    import tomllib
+
+    from qlearn import GITHUB_SLUG
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert meta["project"]["urls"]["Homepage"] == f"https://github.com/{GITHUB_SLUG}"
