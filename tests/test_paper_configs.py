@@ -23,7 +23,7 @@ def test_there_are_twelve_paper_configs():
 
 
 def test_selection_scores_every_checkpoint_on_validation_only(tmp_path, monkeypatch):
-    """Grid._train_and_select: every epoch checkpoint is a candidate, each is scored on the val
+    """Grid.train_and_select: every epoch checkpoint is a candidate, each is scored on the val
     windows (never test), and the best validation score wins."""
     from types import SimpleNamespace
 
@@ -49,6 +49,6 @@ def test_selection_scores_every_checkpoint_on_validation_only(tmp_path, monkeypa
     grid = ablate.Grid(ablate.AblateConfig(train={"output_dir": str(run)}))
     grid.val, grid.test, grid.lang = val, test, "en"
     grid.cfg.train_config = lambda system: SimpleNamespace(output_dir=str(run))
-    model, _, rec = grid._train_and_select("Ours", {})
+    model, _, rec = grid.train_and_select("Ours", {})
     assert model == "checkpoint-20" and rec["checkpoint"] == "checkpoint-20"
     assert len(seen) == 4 and all(ids == ["v0", "v1", "v2"] for ids in seen)

@@ -1,10 +1,10 @@
 """One record per data source: its reader, folder, language, the paper's thresholds, responders and
 number of clusters, and its download pin. Every part of qlearn that depends on the source (reading,
 building, clustering, downloading, the command line) reads it from :data:`SOURCES`, so adding a
-source is one :class:`Source` entry (or one :func:`register_source` call):
+source is one :class:`Source` entry:
 
-    >>> from qlearn.data.sources import Source, register_source
-    >>> register_source(Source("mine", read_mine, folder="mine", lang="en", responders={"Ann": 5}))
+    >>> from qlearn.data.sources import SOURCES, Source
+    >>> SOURCES["mine"] = Source("mine", read_mine, folder="mine", lang="en", responders={"Ann": 5})
     >>> build_dataset("mine", "Ann", root=DIR)  # reads DIR/mine/ with read_mine
 """
 from __future__ import annotations
@@ -81,15 +81,6 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 
-def register_source(source: Source, replace: bool = False) -> Source:
-    """Add ``source`` to :data:`SOURCES` (``replace=True`` to redefine a name); returns it."""
-    if source.name in SOURCES and not replace:
-        raise DataError(f"source {source.name!r} is already registered; pass replace=True to "
-                        "redefine it, or choose another name")
-    SOURCES[source.name] = source
-    return source
-
-
 def get_source(name: str) -> Source:
     """The record of source ``name``; a one-line :class:`DataError` naming the valid ones."""
     if name not in SOURCES:
@@ -107,5 +98,4 @@ def all_responders() -> list[tuple[str, str | None]]:
     return [(s.name, r) for s in SOURCES.values() for r in s.responders]
 
 
-__all__ = ["Pin", "Source", "SOURCES", "all_responders", "downloadable", "get_source",
-           "register_source"]
+__all__ = ["Pin", "Source", "SOURCES", "all_responders", "downloadable", "get_source"]

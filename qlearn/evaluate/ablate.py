@@ -1,9 +1,9 @@
 """``qlearn ablate --config FILE``: baselines, the full method and its ablations as one grid.
 
 Every trained system is one ``qlearn.train`` run with the same data, base model and budget (the
-``train:`` block of the config) plus its own overrides (``SYSTEMS``); the prompting baselines use
-the base model. All systems answer exactly the same test windows. A trained system's checkpoint
-is chosen on the *validation* split (ROUGE-L), never on test — the official scripts pick the best
+``train:`` block of the config) plus its own overrides; the prompting baselines use the base
+model (the systems: :data:`qlearn.evaluate.systems.SYSTEMS`). All systems answer exactly the
+same test windows. A trained system's checkpoint is chosen on the *validation* split (ROUGE-L), never on test — the official scripts pick the best
 epoch on the reported split, which flatters every system.
 
 Outputs: ``<output_dir>/table.md``, ``table.csv`` (first column = system name), ``rougeL.png`` (bars
@@ -28,29 +28,12 @@ from typing import Sequence
 import numpy as np
 
 from ..runs import base_lm, checkpoints, load_trained
-from .baselines import PROMPT_BASELINES, baseline_replies, model_replies
+from .baselines import baseline_replies, model_replies
 from .asker_fit import asker_fit, asker_fit_scores
 from .metrics import bootstrap_ci, guess_lang, paired_test, rouge_l, rouge_l_scores, score_all
+from .systems import SYSTEMS, System, Trained, system_color
 
-# trained systems: TrainConfig overrides (dotted keys) on top of the shared ``train:`` block
-SYSTEMS = {
-    "FT": {"model.specific": False},
-    "Ours": {},
-    # "w/o low-rank" as the official code means it: a frozen copy of the pretrained MLP + LoRA;
-    # the control changes only the width (same random init as Ours); the old full-training copy
-    "w/o low-rank": {"model.specific_mlp": "copy_lora"},
-    "w/o low-rank (random full-width)": {"model.specific_mlp": "full_random"},
-    "w/o low-rank (full training)": {"model.specific_mlp": "copy_full"},
-    "w/o clustering": {"n_clusters": 1},
-    "w/o multi-view": {"model.n_views": 1},
-    "w/o contrastive": {"model.qc_weight": 0.0},
-    "Ours (residual fusion)": {"model.fusion": "residual"},
-    "Ours (sum fusion)": {"model.fusion": "sum"},
-    "Ours (frozen views)": {"model.views_trainable": False},
-    "Ours (no centering)": {"model.qc_center": False},
-    "Ours (zero init)": {"model.specific_init": "zero"},
-}
-PER_QUERIER = "Per-querier LoRA"  # one LoRA per querier on the same total budget (per_querier.py)
+
 PAPER_GRID = ["Zero-shot", "FT", "RPG", "Few-shot", "QCG", "Ours", "w/o low-rank", "w/o clustering",
               "w/o multi-view", "w/o contrastive"]
 
@@ -121,18 +104,16 @@ class AblateConfig:
                 cfg.custom.setdefault(f"Ours ({key}={v})", {key: v})
                 if f"Ours ({key}={v})" not in cfg.systems:
                     cfg.systems.append(f"Ours ({key}={v})")
-        known = set(PROMPT_BASELINES) | set(SYSTEMS) | set(cfg.custom) | {PER_QUERIER}
-        unknown = [s for s in cfg.systems if s not in known]
+        unknown = [s for s in cfg.systems if s not in SYSTEMS and s not in cfg.custom]
         if unknown:
             raise ValueError(f"{where}: unknown system(s) {unknown}; built in: "
-                             f"{list(PROMPT_BASELINES) + list(SYSTEMS) + [PER_QUERIER]}; define "
-                             "others under custom:")
-        table = {**SYSTEMS, PER_QUERIER: {}, **cfg.custom}
+                             f"{list(SYSTEMS)}; define others under custom:")
         for s in cfg.systems:  # one run per (system, seed), cached like any system
-            for k in ([] if s in PROMPT_BASELINES else cfg.seeds_of(s)):
-                cfg.custom.setdefault(seeded(s, k), {**table[s], "seed": int(k)})
+            system = cfg.system(s)
+            for k in (cfg.seeds_of(s) if system.trains else []):
+                cfg.custom.setdefault(seeded(s, k), {**system.overrides, "seed": int(k)})
         for s in cfg.systems:  # every trained system's recipe is checked now, not mid-grid
-            if s not in PROMPT_BASELINES:
+            if cfg.system(s).trains:
                 try:
                     cfg.train_config(s)
                 except ConfigError as e:
@@ -140,9 +121,17 @@ class AblateConfig:
                                       "with --set train.<field>=...)") from e
         return cfg
 
+    def system(self, name: str) -> System:
+        """The :class:`~qlearn.evaluate.systems.System` of a system or run name: the built-in
+        kind (of the name without its seed), with the name's ``custom:`` overrides if any."""
+        if name not in self.custom:
+            return SYSTEMS[name]
+        kind = SYSTEMS.get(unseeded(name), Trained(name))
+        return kind.renamed(name, self.custom[name])
+
     def runs(self, system: str) -> list[str]:
         """The runs of a system: one per seed of ``seeds`` (prompting baselines: one)."""
-        if system in PROMPT_BASELINES or not self.seeds_of(system):
+        if not self.system(system).trains or not self.seeds_of(system):
             return [system]
         return [seeded(system, k) for k in self.seeds_of(system)]
 
@@ -171,7 +160,7 @@ class AblateConfig:
         from ..train import TrainConfig
 
         d = copy.deepcopy(self.train)
-        for key, value in {**SYSTEMS, PER_QUERIER: {}, **self.custom}[system].items():
+        for key, value in self.system(system).overrides.items():
             _set(d, key, value)
         d["output_dir"] = str(self.work / "runs" / slug(system))
         return TrainConfig.from_dict(d, where=f"system {system!r}")
@@ -248,7 +237,8 @@ class Grid:
             self._embedder = load_embedder("minilm")
         return self._embedder
 
-    def _gen(self) -> dict:
+    def gen_kwargs(self) -> dict:
+        """The decoding settings of ``eval:`` as keyword arguments of the reply functions."""
         ev = self.cfg.eval
         return dict(max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, do_sample=ev.do_sample)
 
@@ -264,25 +254,9 @@ class Grid:
                 return cached
         rec = {"system": system, "key": key, "ids": ids, "checkpoint": None, "val_rougeL": None,
                "train_s": 0.0}
-        if system in PROMPT_BASELINES:
-            model, tok = self.base()
-            start = time.perf_counter()
-            emb = self.embedder() if system == "Few-shot" else None
-            rec["predictions"] = baseline_replies(system, model, tok, self.test, self.ds.train,
-                                                  embedder=emb, **self._gen())
-        elif unseeded(system) == PER_QUERIER:
-            from .per_querier import per_querier_replies, train_per_querier
-
-            tc = self.cfg.train_config(system)
-            start = time.perf_counter()
-            folders = train_per_querier(tc, self.ds, tc.output_dir)
-            rec["train_s"], rec["checkpoint"] = round(time.perf_counter() - start, 1), "final"
-            start = time.perf_counter()
-            rec["predictions"] = per_querier_replies(folders, tc, self.test, **self._gen())
-        else:
-            model, tok, rec = self._train_and_select(system, rec)
-            start = time.perf_counter()
-            rec["predictions"] = model_replies(model, tok, self.test, **self._gen())
+        generate = self.cfg.system(system).prepare(self, system, rec)
+        start = time.perf_counter()
+        rec["predictions"] = generate()
         rec["gen_s"] = round(time.perf_counter() - start, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -290,14 +264,16 @@ class Grid:
 
     def _key(self, system: str, ids: list) -> str:
         """What a system's replies depend on: its recipe, the decoding settings, the windows."""
-        recipe = (self.cfg.train if system in PROMPT_BASELINES
+        recipe = (self.cfg.train if not self.cfg.system(system).trains
                   else self.cfg.train_config(system).to_dict())
         ev = dataclasses.asdict(self.cfg.eval)
         what = {"system": system, "recipe": recipe, "ids": ids,
                 "eval": {k: ev[k] for k in ("n_val", "select_on_val", "max_new_tokens", "do_sample", "seed")}}
         return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _train_and_select(self, system: str, rec: dict):
+    def train_and_select(self, system: str, rec: dict):
+        """Train ``system`` (unless finished) and load its checkpoint with the best validation
+        ROUGE-L; returns ``(model, tokenizer, rec)``."""
         from ..train import train
 
         tc = self.cfg.train_config(system)
@@ -314,7 +290,7 @@ class Grid:
         refs = [w.reply for w in self.val]
         for c in cands:  # model selection on the validation split only
             model, tok = load_trained(c, tc)
-            score = rouge_l(model_replies(model, tok, self.val, **self._gen()), refs, self.lang)
+            score = rouge_l(model_replies(model, tok, self.val, **self.gen_kwargs()), refs, self.lang)
             print(f"qlearn ablate: {system} {c.name}: val ROUGE-L {score:.2f}")
             if best is None or score > best[0]:
                 best = (score, c, model, tok)
@@ -322,18 +298,16 @@ class Grid:
         return best[2], best[3], rec
 
     def differentiation(self, system: str, rec: dict) -> dict:
-        """Reply change and asker recovery; prompting baselines other than Zero-shot are skipped
-        (their system turn would have to be rebuilt per asker)."""
+        """Reply change and asker recovery; systems without one model to probe are skipped
+        (prompting baselines other than Zero-shot: their system turn would have to be rebuilt
+        per asker; per-querier LoRA: one model per querier)."""
         from .differentiation import AskerClassifier, differentiation
 
         ev = self.cfg.eval
-        if system in PROMPT_BASELINES:
-            if system != "Zero-shot":
-                return {}
-            model, tok = self.base()
-        else:
-            tc = self.cfg.train_config(system)
-            model, tok = load_trained(Path(tc.output_dir) / rec["checkpoint"], tc)
+        probe = self.cfg.system(system).probe_model(self, system, rec)
+        if probe is None:
+            return {}
+        model, tok = probe
         if not hasattr(self, "_asker_clf"):
             from .differentiation import top_askers
 
@@ -341,7 +315,7 @@ class Grid:
                 self.ds.train, top_askers(self.ds.train, ev.diff_askers))
         sub = dataclasses.replace(self.ds, test=self.test) if dataclasses.is_dataclass(self.ds) else self.ds
         res = differentiation(model, tok, sub, ev.diff_windows, ev.diff_askers,
-                              classifier=self._asker_clf, **self._gen())
+                              classifier=self._asker_clf, **self.gen_kwargs())
         return res.row()
 
     # ---- everything ----
@@ -434,7 +408,7 @@ class Grid:
                         "gen_s"])
             for run, rec in recs.items():
                 system = unseeded(run)
-                tseed = None if system in PROMPT_BASELINES else self.cfg.train_config(run).seed
+                tseed = self.cfg.train_config(run).seed if self.cfg.system(system).trains else None
                 w.writerow([run, system, tseed, round(float(np.mean(per_run[run])), 3),
                             round(float(np.mean(fit_run[run])), 2) if run in fit_run else "",
                             rec.get("checkpoint"), rec.get("train_s"), rec.get("gen_s")])
@@ -457,7 +431,7 @@ class Grid:
                     step = int(c.name.split("-")[1]) if c.name.startswith("checkpoint-") else tc.max_steps
                     if str(step) not in cache["points"]:
                         model, tok = load_trained(c, tc)
-                        cache["points"][str(step)] = model_replies(model, tok, self.test, **self._gen())
+                        cache["points"][str(step)] = model_replies(model, tok, self.test, **self.gen_kwargs())
                         path.parent.mkdir(parents=True, exist_ok=True)
                         path.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
                     preds = cache["points"][str(step)]
@@ -594,8 +568,7 @@ def plot_table(rows: list[dict], path=None, title: str = ""):
 
     names = [r["system"] for r in rows][::-1]
     rs = rows[::-1]
-    colors = ["tab:gray" if n in PROMPT_BASELINES or n == "FT" else
-              "tab:red" if n.startswith("Ours") else "tab:blue" for n in names]
+    colors = [system_color(n) for n in names]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
     for ax, key, label in ((axes[0], "rougeL", "ROUGE-L (rouge-score, CJK chars)"),
                            (axes[1], "rougeL_paper", "ROUGE-L (paper: rouge 1.0.x)")):
