@@ -165,6 +165,8 @@ class QuerierContrastiveLoss(nn.Module):
 
 def _all_gather(*tensors: torch.Tensor) -> list[torch.Tensor]:
     """Concatenate each tensor's rows from every rank, in rank order; the identity in one process."""
+    # plain torch.distributed, not accelerate.utils.gather: ranks hold different row counts, and
+    # accelerate's pad_across_processes + gather would leave the padding rows to strip by hand anyway
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

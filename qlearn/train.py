@@ -463,6 +463,8 @@ def trainer_class():
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             self.accelerator.unwrap_model(model or self.model).load(resume_from_checkpoint)
 
+    # beside report_to, not instead: metrics.jsonl is what plot_metrics, resume (truncate_metrics)
+    # and the tests read, whichever trackers a user turns on
     class MetricsLogger(TrainerCallback):
         """One JSON object per logging step: step, loss, loss_lm, loss_qc, lr, epoch, grad_norm,
         step_s (seconds per optimizer step since the last log), tokens_per_s (non-padding tokens

@@ -85,6 +85,8 @@ def download(source: str, root: str | os.PathLike, manifest: dict | None = None,
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         try:
+            # urllib, not pooch: pooch cannot read the file:// URLs of local mirrors and the offline
+            # tests, and the sha256 pin, .part file and one-line errors are all it would add
             with urllib.request.urlopen(f["url"], timeout=60) as r, open(part, "wb") as out:
                 shutil.copyfileobj(r, out)
         except OSError as e:

@@ -153,6 +153,7 @@ class HFJudge:
 
 class EndpointJudge:
     """An OpenAI-compatible ``/chat/completions`` endpoint (urllib, temperature 0)."""
+    # urllib, not the openai client: the judge needs one POST, not a dependency of every install
 
     def __init__(self, base_url: str | None = None, model: str | None = None,
                  api_key: str | None = None, timeout: float = 60.0):

@@ -214,6 +214,8 @@ class CI:
 def bootstrap_ci(scores: Sequence[float], n_resamples: int = 2000, confidence: float = 0.95,
                  seed: int = 0, statistic: Callable = np.mean) -> CI:
     """Percentile bootstrap CI of ``statistic`` over per-window scores (windows resampled)."""
+    # not scipy.stats.bootstrap: the same percentile interval, but another resampling stream, and
+    # every committed table's CIs were drawn with this one (switching would move all of them)
     x = np.asarray(scores, dtype=float)
     if x.size == 0:
         raise ValueError("bootstrap_ci needs at least one score")
@@ -237,6 +239,8 @@ class PairedResult:
 def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resamples: int = 10000,
                 seed: int = 0) -> PairedResult:
     """Compare two systems scored on the same windows: bootstrap CI and sign-flip p-value."""
+    # not scipy.stats.permutation_test: the same sign-flip test, kept so that the committed p-values
+    # stay reproducible to the digit (its random stream differs)
     a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired_test needs per-window scores of the same windows, got "
