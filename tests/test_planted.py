@@ -125,6 +125,7 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path):
     curve = list(csv.DictReader(open(out / "learning_curve.csv", encoding="utf-8")))
     assert sorted({int(r["step"]) for r in curve}) == [1, 2] and len(curve) == 4
     assert (out / "learning_curve.png").stat().st_size > 5_000
+    assert (out / "asker_fit.png").stat().st_size > 5_000
     assert "asker-fit" in (out / "table.md").read_text(encoding="utf-8")
     # the two seeds are different runs (different train seeds), cached separately
     assert (tmp_path / "work" / "runs" / "ft-seed-1" / "final").is_dir()

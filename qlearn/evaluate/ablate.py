@@ -504,7 +504,8 @@ def _fit_note(rows: list[dict], cfg: AblateConfig) -> str:
 
 
 def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str | None) -> Path:
-    """table.csv, table.md, rougeL.png and command.txt in ``cfg.out``."""
+    """table.csv, table.md, rougeL.png (and asker_fit.png on a planted benchmark) and command.txt
+    in ``cfg.out``."""
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -554,6 +555,8 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     if command:
         (out / "command.txt").write_text(command + "\n", encoding="utf-8")
     plot_table(rows, out / "rougeL.png", title=f"{info.get('responder')} · {info.get('base_model')}")
+    if all("asker_fit" in r for r in rows):
+        plot_fit(rows, out / "asker_fit.png", title=f"{info.get('source')} · {info.get('base_model')}")
     print((out / "table.md").read_text(encoding="utf-8"))
     return out
 
@@ -578,6 +581,35 @@ def plot_table(rows: list[dict], path=None, title: str = ""):
         ax.set_xlabel(label + " ×100, 95% CI")
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def plot_fit(rows: list[dict], path=None, title: str = ""):
+    """Asker-fit (planted benchmarks) with 95% CIs per system, each system's chance level marked."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rs = rows[::-1]
+    names = [r["system"] for r in rs]
+    mean = np.array([r["asker_fit"] for r in rs])
+    err = np.array([[r["asker_fit"] - r["asker_fit_low"], r["asker_fit_high"] - r["asker_fit"]]
+                    for r in rs]).T
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.5))
+    ax.barh(names, mean, xerr=err, color=[system_color(n) for n in names], capsize=3, alpha=0.85)
+    ax.scatter([r["chance"] for r in rs], names, marker="|", s=250, color="k", zorder=3,
+               label="chance: 25% of the replies that use some opener")
+    ax.set_xlabel("asker-fit % (reply opens with the asker's opener), 95% CI over test windows")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
