@@ -2,8 +2,9 @@
 
 Modules, in the order data flows through them: ``qlearn.data`` (transcripts -> dialogue windows),
 ``qlearn.cluster`` (query clusters), ``qlearn.collate`` (turn template -> batches), ``qlearn.model``
-(the dual-tower model), ``qlearn.contrastive`` (the querier-contrastive loss), ``qlearn.train``,
-``qlearn.evaluate``, ``qlearn.viz``. ``qlearn.assets`` loads models offline.
+(the dual-tower model), ``qlearn.contrastive`` (the querier-contrastive loss), ``qlearn.train``
+(with ``qlearn.trainer``, ``qlearn.probe`` and ``qlearn.checkpoints``), ``qlearn.evaluate``,
+``qlearn.viz``. ``qlearn.assets`` loads models offline.
 """
 __version__ = "0.1.0"
 

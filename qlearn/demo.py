@@ -136,7 +136,7 @@ def _stage_querier_embeddings(report: Report, cfg):
     """UMAP of the pooled querier representations, before and after contrastive training (the
     vectors the training run saved for its probe)."""
     from . import viz
-    from .train import read_querier_reps
+    from .probe import read_querier_reps
 
     start = time.perf_counter()
     run = cfg.train_config(_ours(cfg)).output_dir

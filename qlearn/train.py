@@ -17,6 +17,11 @@
 
 Every checkpoint holds the trainable weights *and* the contrastive views and memories, so
 ``--resume`` continues exactly where the run stopped.
+
+This module is the recipe and the orchestration; the parts it runs live in :mod:`qlearn.trainer`
+(the training module, the ``Trainer`` subclass, its callbacks and arguments; imported inside the
+functions that use it, so that ``import qlearn.train`` does not load transformers' ``Trainer``),
+:mod:`qlearn.probe` (the probe) and :mod:`qlearn.checkpoints` (resume).
 """
 from __future__ import annotations
 
@@ -32,17 +37,22 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .contrastive import QuerierContrastiveLoss
 from .data.pipeline import BuildConfig
-from .model import QARConfig, QuerierAwareLM, has_weights
+from .model import QARConfig, QuerierAwareLM
+from .probe import (PROBE_FILE, REPS_FILE, knn_probe, probe_sample, querier_probe,
+                    querier_representations, read_querier_reps)
 
-CONTRASTIVE_FILE = "contrastive.safetensors"
+__all__ = [
+    "METRICS_FILE", "PRECISIONS", "TrainConfig", "build_model", "check_queriers", "keep_top_queriers",
+    "load_data", "plot_metrics", "read_metrics", "read_yaml", "train",
+    # these live in qlearn.probe and stay importable from here for existing code and the notebooks
+    "PROBE_FILE", "REPS_FILE", "knn_probe", "probe_sample", "querier_probe",
+    "querier_representations", "read_querier_reps",
+]
+
 METRICS_FILE = "metrics.jsonl"
-PROBE_FILE = "probe.json"
-PROGRESS_FILE = "qlearn_progress.json"  # in each checkpoint: training seconds, collator counts
-REPS_FILE = "querier_reps.npz"  # the probe windows' pooled vectors: before, after, querier
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -113,7 +123,7 @@ class TrainConfig:
     warmup: float = 0.01  # < 1: share of the steps; >= 1: steps
     lr_schedule: str = "constant_with_warmup"  # any transformers scheduler name, e.g. "cosine"
     precision: str = "auto"  # fp32, fp16, bf16 or auto: GPU bf16 if supported, else fp16;
-    # CPU bf16 where it is native (AVX512-BF16/AMX: cpu_has_bf16), else fp32
+    # CPU bf16 where it is native (AVX512-BF16/AMX: qlearn.trainer.cpu_has_bf16), else fp32
     gradient_checkpointing: bool = True
     logging_steps: int = 10
     save_steps: int | None = None  # None = a checkpoint every epoch (official)
@@ -276,268 +286,11 @@ def keep_top_queriers(ds, n: int):
     return ds
 
 
-def probe_sample(windows, n: int, seed: int = 0):
-    """Up to ``n`` windows, taken round-robin over queriers (so rare queriers are represented)."""
-    rng = random.Random(seed)
-    by_q: dict[int, list] = {}
-    for w in windows:
-        by_q.setdefault(w.querier_index, []).append(w)
-    for ws in by_q.values():
-        rng.shuffle(ws)
-    out, depth = [], 0
-    while len(out) < n and any(depth < len(ws) for ws in by_q.values()):
-        out += [ws[depth] for _, ws in sorted(by_q.items()) if depth < len(ws)][: n - len(out)]
-        depth += 1
-    return out
-
-
-# ---- the querier-identifiability probe ---------------------------------------------------------
-@torch.no_grad()
-def querier_representations(model: QuerierAwareLM, collator, windows, batch_size: int = 8,
-                            progress: bool = True) -> np.ndarray:
-    """Pooled ``querier_repr`` of each window (teacher-forced, as in training): ``[n, d]``."""
-    from tqdm.auto import tqdm
-
-    was_training = model.training
-    model.eval()
-    device = next(p for p in model.parameters() if p.requires_grad).device
-    reps = []
-    for i in tqdm(range(0, len(windows), batch_size), desc="probe", disable=not progress,
-                  leave=False):
-        b = collator(windows[i:i + batch_size])
-        out = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
-                    responder_mask=b["responder_mask"].to(device))
-        reps.append(out.querier_repr.float().cpu())
-    model.train(was_training)
-    return torch.cat(reps).nan_to_num().numpy()
-
-
-def knn_probe(reps: np.ndarray, labels: Sequence[int], k: int = 5) -> dict:
-    """Leave-one-out k-NN accuracy (cosine) of "which querier asked?", with the majority baseline."""
-    from sklearn.model_selection import LeaveOneOut, cross_val_predict
-    from sklearn.neighbors import KNeighborsClassifier
-
-    y = np.asarray(labels)
-    k = min(k, len(y) - 1)
-    pred = cross_val_predict(KNeighborsClassifier(n_neighbors=k, metric="cosine"), reps, y,
-                             cv=LeaveOneOut())
-    return {"accuracy": float((pred == y).mean()), "chance": float(np.bincount(y).max() / len(y)),
-            "n_windows": int(len(y)), "n_queriers": int(len(set(y.tolist()))), "k": int(k)}
-
-
-def querier_probe(model, collator, windows, k: int = 5) -> tuple[dict, np.ndarray]:
-    """``(knn_probe result, the pooled vectors [n, d])`` of ``windows``."""
-    reps = querier_representations(model, collator, windows)
-    return knn_probe(reps, [w.querier_index for w in windows], k), reps
-
-
-def read_querier_reps(run) -> dict:
-    """What a training run saved for its probe windows: ``before`` and ``after`` (``[n, d]``
-    pooled vectors) and ``querier`` (names), ready for ``viz.umap_2d`` and ``viz.scatter_by``."""
-    path = Path(run) / REPS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: train with probe_windows > 0 (and the specific "
-                                "stream on) to save the probe windows' querier vectors")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-# ---- the module Trainer trains -----------------------------------------------------------------
-class QARTrainingModule(nn.Module):
-    """The model and the contrastive loss together, so that optimizer, DDP, mixed precision and
-    gradient clipping see both. ``forward(**batch)`` returns ``loss, loss_lm, loss_qc``."""
-
-    def __init__(self, model: QuerierAwareLM, contrastive: QuerierContrastiveLoss | None):
-        super().__init__()
-        self.model, self.contrastive = model, contrastive
-        self.qc_weight = model.config.qc_weight
-
-    def forward(self, input_ids, attention_mask, labels, responder_mask, querier, cluster):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                         responder_mask=responder_mask)
-        if self.contrastive is None or out.querier_repr is None:  # the FT baseline: no specific stream
-            loss_qc = out.loss.new_zeros(())
-        elif self.qc_weight == 0:  # "w/o contrastive": still measured (and memories written)
-            with torch.no_grad():
-                loss_qc = self.contrastive(out.querier_repr, querier, cluster)
-        else:
-            loss_qc = self.contrastive(out.querier_repr, querier, cluster)
-        loss = out.loss + self.qc_weight * loss_qc
-        return {"loss": loss, "loss_lm": out.loss.detach(), "loss_qc": loss_qc.detach()}
-
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
-        self.model.activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
-
-    def save(self, out_dir) -> Path:
-        """``save_pretrained`` of the model plus the contrastive views and memories."""
-        from safetensors.torch import save_file
-
-        out = self.model.save_pretrained(out_dir)
-        if self.contrastive is not None:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.contrastive.state_dict().items()}
-            save_file(state, str(Path(out) / CONTRASTIVE_FILE), metadata={"format": "pt"})
-        return Path(out)
-
-    def load(self, folder) -> None:
-        """Load what :meth:`save` wrote into this (identically configured) module, in place."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        self.model.load_weights(folder)  # either layout (peft + specific, or the old single file)
-        if self.contrastive is not None:
-            state = load_file(str(folder / CONTRASTIVE_FILE), device=str(self.contrastive.memory.device))
-            self.contrastive.load_state_dict(state)
-
-
-def trainer_class():
-    from transformers import Trainer, TrainerCallback
-
-    class QARTrainer(Trainer):
-        """``compute_loss = L_LM + λ·L_QC``; checkpoints hold the contrastive state too."""
-
-        def __init__(self, *args, cluster_sampler=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            refuse_sharded(self)
-            self.cluster_sampler = cluster_sampler
-            self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
-            self._tokens, self._clock = 0, None  # for step_s and tokens_per_s in the log
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self._clock is None:
-                self._clock = (time.perf_counter(), self.state.global_step)
-            self._tokens += inputs["attention_mask"].sum()  # tokens seen, padding excluded
-            out = model(**inputs)
-            self._sums["loss_lm"] += out["loss_lm"]
-            self._sums["loss_qc"] += out["loss_qc"]
-            self._sums["n"] += 1
-            return (out["loss"], out) if return_outputs else out["loss"]
-
-        def log(self, logs, start_time=None):
-            if "loss" in logs and self._sums["n"]:
-                n = self._sums["n"]
-                for key in ("loss_lm", "loss_qc"):
-                    mean = torch.as_tensor(self._sums[key] / n, device=self.args.device).float()
-                    logs[key] = round(self.accelerator.reduce(mean, "mean").item(), 6)
-                self._sums = {"loss_lm": 0.0, "loss_qc": 0.0, "n": 0}
-            if "loss" in logs and self._clock is not None and self.state.global_step > self._clock[1]:
-                now, (then, step) = time.perf_counter(), self._clock
-                tokens = self.accelerator.reduce(torch.as_tensor(self._tokens, device=self.args.device)
-                                                 .float(), "sum").item()  # all processes
-                logs["step_s"] = round((now - then) / (self.state.global_step - step), 3)
-                logs["tokens_per_s"] = round(tokens / (now - then), 1)
-                self._tokens, self._clock = 0, (now, self.state.global_step)
-            super().log(logs, start_time)
-
-        def _get_train_sampler(self, train_dataset=None):
-            # trainer_args.train_sampling_strategy=group_by_length (length bucketing: batches of
-            # windows of similar token length, less padding): transformers' LengthGroupedSampler
-            # with the lengths train() measured (it cannot read them from Window objects itself)
-            lengths = getattr(self, "train_lengths", None)
-            if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-                from transformers.trainer_pt_utils import LengthGroupedSampler
-
-                return LengthGroupedSampler(
-                    self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
-            return super()._get_train_sampler(train_dataset)
-
-        def get_train_dataloader(self):
-            if self.cluster_sampler is None:
-                return super().get_train_dataloader()
-            from torch.utils.data import DataLoader
-
-            loader = DataLoader(self.train_dataset, batch_sampler=self.cluster_sampler,
-                                collate_fn=self.data_collator,
-                                num_workers=self.args.dataloader_num_workers)
-            return self.accelerator.prepare(loader)
-
-        def _save(self, output_dir=None, state_dict=None):
-            if not self.args.should_save:
-                return
-            output_dir = output_dir or self.args.output_dir
-            module = self.accelerator.unwrap_model(self.model)
-            if state_dict is not None:  # what the Trainer gathered (DeepSpeed): save those values
-                load_gathered(module, state_dict)
-            module.save(output_dir)
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            self.accelerator.unwrap_model(model or self.model).load(resume_from_checkpoint)
-
-    # beside report_to, not instead: metrics.jsonl is what plot_metrics, resume (truncate_metrics)
-    # and the tests read, whichever trackers a user turns on
-    class MetricsLogger(TrainerCallback):
-        """One JSON object per logging step: step, loss, loss_lm, loss_qc, lr, epoch, grad_norm,
-        step_s (seconds per optimizer step since the last log), tokens_per_s (non-padding tokens
-        per second, all processes), time."""
-
-        def __init__(self, path: Path):
-            self.path = path
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or "loss" not in logs:
-                return
-            row = {"step": state.global_step, "loss": logs.get("loss"), "loss_lm": logs.get("loss_lm"),
-                   "loss_qc": logs.get("loss_qc"), "lr": logs.get("learning_rate"),
-                   "epoch": logs.get("epoch"), "grad_norm": logs.get("grad_norm"),
-                   "step_s": logs.get("step_s"), "tokens_per_s": logs.get("tokens_per_s"),
-                   "time": round(time.time(), 1)}
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-
-    return QARTrainer, MetricsLogger
-
-
-SHARDED = ("qlearn train saves the querier-specific weights and the contrastive memories from "
-           "complete parameters; FSDP and DeepSpeed ZeRO-3 shard them. Use DDP (torchrun) or "
-           "DeepSpeed ZeRO-2 (configs/ds_zero2.json): the trainable weights are small enough")
-
-
-def refuse_sharded(trainer) -> None:
-    """Refuse FSDP and DeepSpeed ZeRO-3 before any step (a checkpoint would be wrong)."""
-    from .errors import ConfigError
-
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    if getattr(trainer, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
-        raise ConfigError(SHARDED)
-
-
-def load_gathered(module: nn.Module, state_dict: dict) -> None:
-    """Copy a state dict the Trainer gathered into ``module`` before saving; refuse one whose
-    trainable tensors do not match the parameters (sharded: FSDP or ZeRO-3)."""
-    from .errors import CheckpointError
-
-    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
-    bad = [n for n, p in params.items()
-           if n not in state_dict or tuple(state_dict[n].shape) != tuple(p.shape)]
-    if bad:
-        raise CheckpointError(f"cannot save {bad[0]} from the gathered state dict (missing or "
-                              f"sharded): {SHARDED}")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state_dict[n].to(device=p.device, dtype=p.dtype))
-
-
-def resolve_precision(cfg: TrainConfig) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def cpu_has_bf16() -> bool:
-    """Does this CPU run bf16 matmuls natively (AVX512-BF16 or AMX)? There, bf16 autocast trains
-    1.3x faster than fp32 with the same loss curve (docs/speed.md); elsewhere bf16 is emulated and
-    slower, so ``precision: auto`` stays fp32."""
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check() for check in checks if check is not None)
-
-
 def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None):
     """``(QARTrainingModule, tokenizer)``: the base loaded in the training precision (trainable
     weights stay fp32), wrapped by ``QuerierAwareLM``, plus the contrastive loss."""
     from .assets import load_lm, tiny_lm
+    from .trainer import QARTrainingModule, resolve_precision
 
     precision = resolve_precision(cfg)
     if cfg.base_model == "tiny":  # the random 2-layer Llama of the tests
@@ -560,35 +313,15 @@ def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None)
     return QARTrainingModule(model, qc), tokenizer
 
 
-def training_arguments(cfg: TrainConfig, precision: str):
-    from transformers import TrainingArguments
-
-    kwargs = dict(
-        output_dir=cfg.output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr, adam_beta1=cfg.adam_betas[0], adam_beta2=cfg.adam_betas[1],
-        weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, warmup_steps=cfg.warmup,
-        lr_scheduler_type=cfg.lr_schedule, fp16=precision == "fp16", bf16=precision == "bf16",
-        activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
-        save_strategy="epoch" if cfg.save_steps is None else "steps",
-        save_total_limit=cfg.save_total_limit, seed=cfg.seed, remove_unused_columns=False,
-        report_to="none", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        # the memories are identical on every rank (all-gathered writes): no need for DDP to
-        # broadcast these large buffers from rank 0 before every forward
-        ddp_broadcast_buffers=False,
-    )
-    if cfg.save_steps is not None:
-        kwargs["save_steps"] = cfg.save_steps
-    kwargs.update(cfg.trainer_args)
-    return TrainingArguments(**kwargs)
-
-
 def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path:
     """Run one training; returns the run folder (``config.output_dir``). ``resume=True`` continues
     from the last checkpoint there (weights, optimizer, scheduler, RNG, contrastive memories)."""
     from transformers import set_seed
 
+    from .checkpoints import checkpoint_step, last_checkpoint, truncate_metrics
     from .collate import ClusterBatchSampler, Collator
+    from .trainer import (PROGRESS_FILE, MetricsLogger, ProgressSaver, QARTrainer, resolve_precision,
+                          training_arguments)
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_yaml(config)
     cfg.check()
@@ -623,7 +356,6 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     if checkpoint is not None and main:  # rows logged after the checkpoint are logged again
         probe["resumed_from_step"] = truncate_metrics(run / METRICS_FILE, checkpoint_step(checkpoint))
 
-    QARTrainer, MetricsLogger = trainer_class()
     sampler = (ClusterBatchSampler([w.cluster_id for w in ds.train], cfg.batch_size, cfg.seed)
                if cfg.cluster_batches else None)
     # a resumed run continues the training time of the interrupted one (probe.json's
@@ -631,7 +363,7 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     done = _read_json(checkpoint / PROGRESS_FILE) if checkpoint is not None else {}
     start, offset = time.perf_counter(), float(done.get("train_seconds", 0.0))
     callbacks = [MetricsLogger(run / METRICS_FILE),
-                 progress_saver(collator, lambda: offset + time.perf_counter() - start)]
+                 ProgressSaver(collator, lambda: offset + time.perf_counter() - start)]
     trainer = QARTrainer(model=module, args=args, train_dataset=ds.train, data_collator=collator,
                          callbacks=callbacks, cluster_sampler=sampler)
     if args.train_sampling_strategy == "group_by_length":  # token lengths, for the sampler
@@ -663,21 +395,6 @@ def train(config: TrainConfig | str | os.PathLike, resume: bool = False) -> Path
     return run
 
 
-def progress_saver(collator, elapsed):
-    """A callback writing PROGRESS_FILE (seconds so far, collator counts) into each checkpoint."""
-    # (collator counts include the batch the data loader has fetched ahead: informative only)
-    from transformers import TrainerCallback
-
-    class ProgressSaver(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if state.is_world_process_zero and folder.is_dir():
-                (folder / PROGRESS_FILE).write_text(json.dumps(
-                    {"train_seconds": round(elapsed(), 3), "collator": dict(collator.stats)}))
-
-    return ProgressSaver()
-
-
 def check_queriers(cfg: TrainConfig, ds) -> None:
     """Refuse a set-up whose querier-contrastive loss is 0 on every step (one querier)."""
     from .errors import ConfigError
@@ -690,54 +407,6 @@ def check_queriers(cfg: TrainConfig, ds) -> None:
             "responder with several queriers (e.g. Rachel, Ross, Sheldon), lower "
             "data.min_utterances / data.min_segments, or train without it: --set "
             "model.qc_weight=0 (or model.specific=false)")
-
-
-def last_checkpoint(run) -> Path:
-    """The newest *complete* ``checkpoint-N`` of a run (its trainer_state.json is written last);
-    :class:`~qlearn.errors.CheckpointError` when there is none."""
-    from .errors import CheckpointError, warn
-
-    run = Path(run)
-    found = sorted((p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]))
-    complete = [p for p in found if (p / "trainer_state.json").exists() and has_weights(p)]
-    if not complete:
-        what = (f"only incomplete checkpoint(s) {[p.name for p in found]}" if found else
-                "no checkpoint-N folder" if run.is_dir() else "no such folder")
-        raise CheckpointError(f"--resume: {run} has {what} to resume from; run without --resume "
-                              "to start afresh, or set output_dir to the interrupted run "
-                              "(checkpoints are written every save_steps)")
-    if complete[-1] != found[-1]:
-        warn(f"--resume: {found[-1].name} is incomplete (interrupted while saving); resuming from "
-             f"{complete[-1].name}")
-    return complete[-1]
-
-
-def checkpoint_step(checkpoint) -> int:
-    try:
-        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
-    except (OSError, ValueError, KeyError):
-        return int(Path(checkpoint).name.split("-")[-1])
-
-
-def truncate_metrics(path, step: int) -> int:
-    """Drop the rows of ``metrics.jsonl`` logged after ``step`` (and any half-written last line),
-    so a resumed run's file reads exactly like an uninterrupted one; returns ``step``."""
-    path = Path(path)
-    if not path.exists():
-        return step
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # the process was killed mid-write
-            continue
-        if isinstance(row, dict) and row.get("step", 0) <= step:
-            keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
-    tmp.replace(path)
-    return step
 
 
 def _read_json(path: Path) -> dict:

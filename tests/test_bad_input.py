@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from qlearn.checkpoints import truncate_metrics
 from qlearn.cli import main as cli
 from qlearn.data import load_mqdialog, save_mqdialog, synthetic_dataset
 from qlearn.data.readers import Chunk, Show
@@ -27,7 +28,7 @@ from qlearn.data.types import Turn
 from qlearn.errors import (CheckpointError, ConfigError, DataError, InputError, IntegrityError,
                            ModelLoadError, QlearnError, QlearnWarning)
 from qlearn.model import QARConfig, QuerierAwareLM
-from qlearn.train import TrainConfig, read_metrics, truncate_metrics
+from qlearn.train import TrainConfig, read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = os.path.join(REPO, "configs", "quick-cpu.yaml")

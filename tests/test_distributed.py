@@ -81,7 +81,8 @@ def test_the_deepspeed_zero2_config_the_readme_names():
     # batch, accumulation, clipping and precision come from the recipe ("auto": the Trainer fills them)
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
         assert ds[key] == "auto"
-    from qlearn.train import TrainConfig, training_arguments
+    from qlearn.train import TrainConfig
+    from qlearn.trainer import training_arguments
 
     args = training_arguments(TrainConfig(output_dir="/tmp/x", trainer_args={}), "no")
     assert not args.deepspeed  # off unless asked for: --set trainer_args.deepspeed=configs/ds_zero2.json

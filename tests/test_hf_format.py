@@ -12,7 +12,8 @@ from qlearn.assets import tiny_lm
 from qlearn.model import (ADAPTER_CONFIG, ADAPTER_FILE, CONFIG_FILE, SPECIFIC_FILE, WEIGHTS_FILE,
                           QARConfig, QuerierAwareLM)
 from qlearn.runs import load_trained, stage_run
-from qlearn.train import TrainConfig, load_gathered, train
+from qlearn.train import TrainConfig, train
+from qlearn.trainer import load_gathered
 
 
 def _recipe(out, **model):

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from qlearn.train import TrainConfig, training_arguments
+from qlearn.train import TrainConfig
+from qlearn.trainer import training_arguments
 
 PAPER = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml"))
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from qlearn.cli import main as cli
 from qlearn.data.pipeline import BuildConfig
 from qlearn.model import QARConfig
-from qlearn.train import TrainConfig, knn_probe, read_metrics, read_querier_reps, train
+from qlearn.probe import knn_probe, read_querier_reps
+from qlearn.train import TrainConfig, read_metrics, train
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = [REPO / "configs/quick-cpu.yaml", REPO / "configs/colab-t4.yaml",

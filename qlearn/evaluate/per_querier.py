@@ -35,7 +35,8 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
     from ..collate import Collator
     from ..model import QuerierAwareLM
     from ..runs import base_lm
-    from ..train import QARTrainingModule, resolve_precision, trainer_class, training_arguments
+    from ..trainer import (MetricsLogger, QARTrainer, QARTrainingModule, resolve_precision,
+                           training_arguments)
 
     if cfg.max_steps <= 0:
         raise ValueError("per-querier LoRA shares out max_steps: set train.max_steps > 0")
@@ -51,7 +52,6 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
                                    save_steps=10 ** 9)
         base, tok = base_lm(qcfg.base_model, qcfg.seed)
         module = QARTrainingModule(QuerierAwareLM.from_base(base, qcfg.model), None)
-        QARTrainer, MetricsLogger = trainer_class()
         folder.mkdir(parents=True, exist_ok=True)
         qcfg.to_yaml(folder / "train_config.yaml")
         trainer = QARTrainer(model=module, args=training_arguments(qcfg, resolve_precision(qcfg)),
