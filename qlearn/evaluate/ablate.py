@@ -561,13 +561,29 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     return out
 
 
-def plot_table(rows: list[dict], path=None, title: str = ""):
-    """Horizontal bars of ROUGE-L (rouge-score and paper variant) with 95% CIs per system."""
+def _pyplot(path):
+    """matplotlib.pyplot, on the file-only Agg backend when the figure goes to ``path``."""
     import matplotlib
 
     if path is not None:
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path):
+    """Lay out ``fig``; save and close it when ``path`` is given; return it."""
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        _pyplot(path).close(fig)
+    return fig
+
+
+def plot_table(rows: list[dict], path=None, title: str = ""):
+    """Horizontal bars of ROUGE-L (rouge-score and paper variant) with 95% CIs per system."""
+    plt = _pyplot(path)
 
     names = [r["system"] for r in rows][::-1]
     rs = rows[::-1]
@@ -581,20 +597,12 @@ def plot_table(rows: list[dict], path=None, title: str = ""):
         ax.set_xlabel(label + " ×100, 95% CI")
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_fit(rows: list[dict], path=None, title: str = ""):
     """Asker-fit (planted benchmarks) with 95% CIs per system, each system's chance level marked."""
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = _pyplot(path)
 
     rs = rows[::-1]
     names = [r["system"] for r in rs]
@@ -610,11 +618,7 @@ def plot_fit(rows: list[dict], path=None, title: str = ""):
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path)
 
 
 def ablate(config: AblateConfig | str, overrides: Sequence[str] = (), command: str | None = None) -> Path:
