@@ -52,6 +52,8 @@ def model_card(run) -> str:
     rows = _read(run / "metrics.jsonl", "jsonl") or []
     meta = _read(run / "final" / "qlearn_config.json", "json") or {}
     model = cfg.get("model") or meta.get("qar_config") or {}
+    # the loss's settings: the recipe's contrastive: block (older runs kept them under model:)
+    contrastive = cfg.get("contrastive") or meta.get("contrastive_config") or model
     base = cfg.get("base_model", "?")
     source, hub = provenance(base)
     dual = model.get("specific", True)
@@ -63,7 +65,7 @@ def model_card(run) -> str:
     front.append("---")
     kind = ("dual tower: the base with LoRA (general stream) plus a querier-specific stream "
             f"({model.get('specific_mlp') or 'low_rank'} MLPs, rank {model.get('rank')}, "
-            f"{model.get('fusion')} fusion), trained with L_LM + {model.get('qc_weight')}·L_QC"
+            f"{model.get('fusion')} fusion), trained with L_LM + {contrastive.get('qc_weight')}·L_QC"
             if dual else "plain LoRA fine-tuning (the FT baseline: no querier-specific stream)")
     lines = [*front, "", f"# {data.get('responder', '?')} ({data.get('source', '?')}) — qlearn {kind.split(':')[0]}",
              "", f"A querier-aware reply model trained with qlearn (arXiv 2412.11736): {kind}.", "",

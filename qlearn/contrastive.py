@@ -23,15 +23,77 @@ Each training window gives one pooled vector ``z`` (the specific stream's respon
    updated. Under ``torch.distributed`` they are all-gathered first, so every rank holds the same
    memory and centre; in one process nothing distributed is called.
 
-The weight λ is applied by the trainer: ``L = L_LM + λ·L_QC``.
+The settings are a :class:`ContrastiveConfig`, the ``contrastive:`` block of a recipe (the model's
+architecture is ``model:``, :class:`qlearn.model.QARConfig`); the loss is built from it with
+:meth:`QuerierContrastiveLoss.from_config`. Its weight λ (``contrastive.qc_weight``) is applied by
+the trainer: ``L = L_LM + λ·L_QC``.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 EMPTY = 1e-6  # value of an empty memory's prototype (as in the official code)
+
+
+@dataclass
+class ContrastiveConfig:
+    """The querier-contrastive loss of a run (the ``contrastive:`` block of a recipe; docs/method.md §5).
+
+    n_views: projection views per cluster (1 = the "w/o multi-view" ablation).
+    view_dim: output size of each view.
+    views_trainable: False reproduces the official code (views frozen at their random init).
+    memory_size: K, vectors kept per (cluster, querier, view).
+    temperature: T of the cosine logits.
+    qc_weight: λ in ``L = L_LM + λ·L_QC`` (0 = the "w/o contrastive" ablation: the loss is still
+        measured and its memories written, without gradient).
+    qc_clip: the loss is clipped to ``[0, qc_clip]``.
+    qc_center: qlearn's centering of the pooled vectors (False = the official code).
+    qc_dummy_slots: constant prototype slots in the softmax (2 = the official code's N+2 slots, as
+        in the paper recipes; 0 = qlearn's default). See docs/protocol.md.
+    """
+    n_views: int = 2
+    view_dim: int = 512
+    views_trainable: bool = True
+    memory_size: int = 512
+    temperature: float = 0.1
+    qc_weight: float = 0.5
+    qc_clip: float = 10.0
+    qc_center: bool = True
+    qc_dummy_slots: int = 0
+
+    def __post_init__(self):
+        from .errors import ConfigError
+
+        rules = [("qc_weight", self.qc_weight >= 0, ">= 0 (0 = the 'w/o contrastive' ablation; a "
+                  "negative weight would maximise the contrastive loss)"),
+                 ("temperature", self.temperature > 0, "> 0"),
+                 ("n_views", self.n_views >= 1, ">= 1"), ("view_dim", self.view_dim >= 1, ">= 1"),
+                 ("memory_size", self.memory_size >= 1, ">= 1"),
+                 ("qc_clip", self.qc_clip is None or self.qc_clip > 0, "> 0"),
+                 ("qc_dummy_slots", self.qc_dummy_slots >= 0, ">= 0 (0 = qlearn, 2 = the official "
+                  "code's two constant prototype slots)")]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ConfigError(f"contrastive.{name}={getattr(self, name)!r}: must be {rule}; set "
+                                  f"contrastive.{name} in the recipe or with --set contrastive.{name}=...")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "ContrastiveConfig") -> "ContrastiveConfig":
+        """Checked like every recipe block (:func:`qlearn.config.build`): unknown keys, types, ranges."""
+        from .config import build
+
+        return build(cls, d, where, prefix="contrastive.")
+
+
+CONTRASTIVE_FIELDS = tuple(f.name for f in dataclasses.fields(ContrastiveConfig))
 
 
 class QuerierContrastiveLoss(nn.Module):
@@ -68,6 +130,11 @@ class QuerierContrastiveLoss(nn.Module):
         if dummy_slots < 0:
             raise ValueError(f"dummy_slots must be >= 0 (2 = the official code), got {dummy_slots}")
         self.dummy_slots = int(dummy_slots)
+        # its settings as a recipe block (from_config replaces it with the recipe's own, λ included)
+        self.config = ContrastiveConfig(n_views=n_views, view_dim=view_dim,
+                                        views_trainable=views_trainable, memory_size=memory_size,
+                                        temperature=temperature, qc_clip=clip, qc_center=center,
+                                        qc_dummy_slots=int(dummy_slots))
         self.dim, self.n_queriers, self.n_clusters = dim, n_queriers, n_clusters
         self.n_views, self.view_dim, self.memory_size = n_views, view_dim, memory_size
         self.temperature, self.clip, self.center = temperature, clip, center
@@ -80,6 +147,19 @@ class QuerierContrastiveLoss(nn.Module):
         self.register_buffer("count", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # filled slots
         self.register_buffer("pointer", torch.zeros(n_clusters, n_queriers, dtype=torch.long))  # next slot
         self.register_buffer("z_mean", torch.zeros(dim))  # running mean of z (used when center=True)
+
+    @classmethod
+    def from_config(cls, config: ContrastiveConfig, dim: int, n_queriers: int, n_clusters: int = 1,
+                    init_std: float = 0.02) -> "QuerierContrastiveLoss":
+        """The loss of a :class:`ContrastiveConfig` for pooled vectors of size ``dim``; the config
+        is kept as ``.config`` (the trainer reads its ``qc_weight``). Every loss has a ``.config``:
+        one built from keyword arguments gets theirs, with the default ``qc_weight``."""
+        loss = cls(dim, n_queriers, n_clusters, n_views=config.n_views, view_dim=config.view_dim,
+                   memory_size=config.memory_size, temperature=config.temperature,
+                   clip=config.qc_clip, views_trainable=config.views_trainable, init_std=init_std,
+                   center=config.qc_center, dummy_slots=config.qc_dummy_slots)
+        loss.config = config
+        return loss
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_queriers={self.n_queriers}, n_clusters={self.n_clusters}, "

@@ -50,6 +50,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #   adapter_config.json + adapter_model.safetensors  peft's LoRA layout (PeftModel.from_pretrained)
 #   querier_specific.safetensors                     the weights qlearn adds (specific MLPs, norms)
 #   qlearn_config.json                               their config: QARConfig + the base model
+#                                                    (+ the contrastive loss's ContrastiveConfig
+#                                                    in a training run's folders)
 # Folders of older runs hold every trainable weight in one WEIGHTS_FILE; they still load.
 WEIGHTS_FILE = "qlearn_model.safetensors"  # the old single-file layout (read only)
 SPECIFIC_FILE = "querier_specific.safetensors"
@@ -61,7 +63,8 @@ WEIGHT_FILES = (WEIGHTS_FILE, ADAPTER_FILE, SPECIFIC_FILE)
 
 @dataclass
 class QARConfig:
-    """Everything that defines a querier-aware model (and the contrastive settings training reads).
+    """Everything that defines a querier-aware model (the ``model:`` block of a recipe); the
+    contrastive loss's settings are :class:`qlearn.contrastive.ContrastiveConfig` (``contrastive:``).
 
     rank: rank k of the specific low-rank MLPs (``specific_mlp="low_rank"``). ``None`` with no
         ``specific_mlp`` keeps its old meaning, ``"copy_full"``.
@@ -81,10 +84,6 @@ class QARConfig:
     specific: False gives the plain LoRA model (the FT baseline) through the same class.
     layers: indices of the decoder layers whose MLP the specific stream replaces; None = all. In the
         other layers both streams share the pretrained MLP (+LoRA).
-    n_views ... qc_center: the querier-contrastive loss (docs/method.md §5), read by ``qlearn.contrastive``
-        (``qc_center`` is qlearn's centering of the pooled vectors; False = the official code).
-    qc_dummy_slots: constant prototype slots in the contrastive softmax (2 = the official code's
-        N+2 slots, as in the paper recipes; 0 = qlearn's default). See docs/protocol.md.
     """
     rank: int | None = 64
     lora_r: int = 16
@@ -95,16 +94,7 @@ class QARConfig:
     specific_init: str = "normal"
     specific: bool = True
     layers: tuple[int, ...] | None = None
-    n_views: int = 2
-    view_dim: int = 512
-    views_trainable: bool = True
-    memory_size: int = 512
-    temperature: float = 0.1
-    qc_weight: float = 0.5
-    qc_clip: float = 10.0
-    qc_center: bool = True
     specific_mlp: str | None = None
-    qc_dummy_slots: int = 0
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)
@@ -117,9 +107,6 @@ class QARConfig:
                              f"{SPECIFIC_MLPS}")
         if self.specific_mlp == "low_rank" and self.rank is None:
             raise ValueError("QARConfig.specific_mlp='low_rank' needs a rank (e.g. model.rank=64)")
-        if self.qc_dummy_slots < 0:
-            raise ValueError(f"QARConfig.qc_dummy_slots={self.qc_dummy_slots}: use 0 (qlearn) or 2 "
-                             "(the official code's two constant prototype slots)")
         if self.fusion not in FUSIONS:
             raise ValueError(f"QARConfig.fusion={self.fusion!r}: use one of {FUSIONS}")
         if self.specific_init not in INITS:
@@ -132,16 +119,10 @@ class QARConfig:
         self._check_ranges()
 
     def _check_ranges(self) -> None:
-        """Ranges of the contrastive settings (types are checked by ``TrainConfig.from_dict``)."""
+        """Ranges of the LoRA settings (types are checked by :func:`qlearn.config.build`)."""
         from .errors import ConfigError
 
-        rules = [("qc_weight", self.qc_weight >= 0, ">= 0 (0 = the 'w/o contrastive' ablation; a "
-                  "negative weight would maximise the contrastive loss)"),
-                 ("temperature", self.temperature > 0, "> 0"),
-                 ("n_views", self.n_views >= 1, ">= 1"), ("view_dim", self.view_dim >= 1, ">= 1"),
-                 ("memory_size", self.memory_size >= 1, ">= 1"),
-                 ("qc_clip", self.qc_clip is None or self.qc_clip > 0, "> 0"),
-                 ("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
+        rules = [("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)"),
                  ("lora_alpha", self.lora_alpha > 0, "> 0")]
         for name, ok, rule in rules:
             if not ok:
@@ -156,14 +137,30 @@ class QARConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "QARConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown QARConfig fields {unknown}; known: {sorted(names)}")
-        from .errors import check_fields
+    def from_dict(cls, d: dict, where: str = "QARConfig") -> "QARConfig":
+        """Checked like every recipe block (:func:`qlearn.config.build`): unknown keys, types,
+        ranges. A contrastive key (``view_dim``, ``qc_weight``, ...) is refused naming its new
+        place; :func:`split_legacy` separates those of a config written before the split."""
+        from .config import build
+        from .contrastive import CONTRASTIVE_FIELDS
+        from .errors import ConfigError
 
-        return cls(**check_fields(cls, d, "QARConfig", prefix="model."))
+        moved = [k for k in (d or {}) if k in CONTRASTIVE_FIELDS] if isinstance(d, dict) else []
+        if moved:
+            raise ConfigError(f"{where}: model.{moved[0]} is a setting of the contrastive loss, not "
+                              f"of the model: move model.{moved[0]} to contrastive.{moved[0]}"
+                              + (f" (and {', '.join('model.' + k for k in moved[1:])} likewise)"
+                                 if moved[1:] else ""))
+        return build(cls, d, where, prefix="model.")
+
+
+def split_legacy(model: dict) -> tuple[dict, dict]:
+    """``(model, contrastive)``: a ``model``/``qar_config`` mapping written by qlearn before the
+    contrastive settings had their own block, split into the model's keys and the loss's."""
+    from .contrastive import CONTRASTIVE_FIELDS
+
+    model = dict(model or {})
+    return model, {k: model.pop(k) for k in CONTRASTIVE_FIELDS if k in model}
 
 
 def has_weights(folder) -> bool:
@@ -192,8 +189,11 @@ def model_folder(repo_id_or_path, revision: str | None = None) -> Path:
 
 def read_adapter_config(path) -> dict:
     """The ``qlearn_config.json`` of a :meth:`QuerierAwareLM.save_pretrained` folder, checked:
-    ``{"base": {...}, "qar_config": {...}, "qar": QARConfig}``; a missing, unreadable or
-    incomplete folder raises :class:`~qlearn.errors.ModelLoadError` naming the file and fix."""
+    ``{"base": {...}, "qar_config": {...}, "qar": QARConfig}`` plus, in a training run's folders,
+    ``"contrastive_config"`` (the loss's :class:`~qlearn.contrastive.ContrastiveConfig`). A folder
+    written before the split keeps the contrastive keys inside ``qar_config``: they are split off
+    into ``contrastive_config`` (the model ignores them). A missing, unreadable or incomplete
+    folder raises :class:`~qlearn.errors.ModelLoadError` naming the file and fix."""
     from .errors import ModelLoadError, ModelNotFoundError
 
     path = Path(path)
@@ -215,8 +215,12 @@ def read_adapter_config(path) -> dict:
             meta.get("qar_config"), dict):
         raise ModelLoadError(f"{path / CONFIG_FILE}: lacks the 'base' and 'qar_config' objects "
                              "that save_pretrained writes; not a qlearn model config")
+    qar, legacy = split_legacy(meta["qar_config"])
+    if legacy:  # written by qlearn before ContrastiveConfig: the loss's keys were the model's
+        meta["qar_config"] = qar
+        meta["contrastive_config"] = {**legacy, **(meta.get("contrastive_config") or {})}
     try:
-        meta["qar"] = QARConfig.from_dict(meta["qar_config"])
+        meta["qar"] = QARConfig.from_dict(qar)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{path / CONFIG_FILE}: bad qar_config ({e})") from e
     return meta
@@ -511,10 +515,13 @@ class QuerierAwareLM(nn.Module):
             out[key] = value
         return out
 
-    def save_pretrained(self, out_dir, model_card: str | None = None) -> Path:
+    def save_pretrained(self, out_dir, model_card: str | None = None,
+                        extra_config: dict | None = None) -> Path:
         """Write the LoRA in peft's layout (``PeftModel.from_pretrained(base, out_dir)`` loads it),
         the querier-specific weights beside it (``querier_specific.safetensors``) and their config
-        (``qlearn_config.json``, written last); ``model_card`` becomes ``README.md``."""
+        (``qlearn_config.json``, written last, with ``extra_config``'s entries beside
+        ``qar_config``, e.g. the trainer's ``contrastive_config``); ``model_card`` becomes
+        ``README.md``."""
         from safetensors.torch import save_file
 
         out = Path(out_dir)
@@ -545,6 +552,7 @@ class QuerierAwareLM(nn.Module):
                          ("model_type", "name_or_path", "hidden_size", "num_hidden_layers",
                           "vocab_size")}}
         meta["base"]["name_or_path"] = getattr(hf_cfg, "_name_or_path", None)
+        meta.update({k: v for k, v in (extra_config or {}).items() if k not in meta})
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         return out
 

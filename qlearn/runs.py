@@ -26,7 +26,7 @@ def load_trained(folder, train_cfg=None, revision: str | None = None):
     if train_cfg is None:
         for cand in (folder / "train_config.yaml", folder.parent / "train_config.yaml"):
             if cand.exists():
-                train_cfg = TrainConfig.from_yaml(cand)
+                train_cfg = TrainConfig.from_yaml(cand, saved=True)  # also one of older qlearn
                 break
         else:
             raise FileNotFoundError(f"no train_config.yaml in {folder} or its parent: pass the run "

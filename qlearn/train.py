@@ -5,8 +5,8 @@
 1. data: ``qlearn.data.build_dataset(source, responder, data_dir)`` (or the invented
    ``source: synthetic``), queries clustered with ``qlearn.cluster.assign_clusters``
    (``n_clusters: 1`` skips clustering);
-2. model: ``QuerierAwareLM.from_base(base, config.model)`` and a ``QuerierContrastiveLoss`` built
-   from the same ``QARConfig``;
+2. model: ``QuerierAwareLM.from_base(base, config.model)`` (a ``QARConfig``) and a
+   ``QuerierContrastiveLoss`` built from ``config.contrastive`` (a ``ContrastiveConfig``);
 3. the querier-identifiability probe on held-out windows (before);
 4. ``Trainer`` (mixed precision, gradient accumulation and checkpointing, checkpoints and resume,
    DDP/DeepSpeed ZeRO-2 under ``accelerate launch``/``torchrun``; FSDP and ZeRO-3 are refused),
@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .contrastive import QuerierContrastiveLoss
+from .contrastive import CONTRASTIVE_FIELDS, ContrastiveConfig, QuerierContrastiveLoss
 from .data.pipeline import BuildConfig
 from .model import QARConfig, QuerierAwareLM
 from .probe import (PROBE_FILE, REPS_FILE, knn_probe, probe_sample, querier_probe,
@@ -57,9 +57,11 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def read_yaml(path, overrides: Sequence[str] = (), example: str = "--set a.b=1") -> dict:
-    """A YAML recipe as a dict, with ``--set key.sub=value`` overrides (values parsed as YAML)."""
+    """A YAML recipe as a dict, with ``--set key.sub=value`` overrides (values parsed as YAML;
+    :func:`qlearn.config.apply_overrides`)."""
     import yaml
 
+    from .config import apply_overrides
     from .errors import ConfigError
 
     try:
@@ -73,28 +75,15 @@ def read_yaml(path, overrides: Sequence[str] = (), example: str = "--set a.b=1")
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: a recipe is a mapping (key: value), not a {type(d).__name__}")
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: write key=value, e.g. {example}")
-        key, value = item.split("=", 1)
-        node = d
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {p} is not a mapping in {path}")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({e})") from e
-    return d
+    return apply_overrides(d, overrides, str(path), example)
 
 
 @dataclass
 class TrainConfig:
     """One training run. The defaults are the official settings (docs/method.md §6); YAML recipes in
-    ``configs/`` set every field. ``model`` is the :class:`QARConfig` (architecture + contrastive
-    settings), ``data`` the :class:`BuildConfig`."""
+    ``configs/`` set every field. ``model`` is the :class:`QARConfig` (the architecture),
+    ``contrastive`` the :class:`~qlearn.contrastive.ContrastiveConfig` (the querier-contrastive
+    loss and its weight), ``data`` the :class:`BuildConfig`."""
 
     # data
     source: str = "bigbang"  # friends, bigbang, modernfamily, swordsman, palace, chitchat, synthetic, planted-*
@@ -110,6 +99,7 @@ class TrainConfig:
     # model
     base_model: str = "smollm2-135m"  # short name, hub id or folder
     model: QARConfig = field(default_factory=QARConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     # optimisation
     output_dir: str = "runs/train"
     epochs: float = 20
@@ -136,50 +126,47 @@ class TrainConfig:
 
     # ---- YAML ----------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> "TrainConfig":
-        from .errors import ConfigError, check_fields
+    def from_dict(cls, d: dict, where: str = "config", saved: bool = False) -> "TrainConfig":
+        """The recipe ``d`` checked (:func:`qlearn.config.build`: unknown keys, types, nested
+        blocks) and its ranges (:meth:`check`). A contrastive key under ``model:`` is refused
+        naming its new place (``move model.view_dim to contrastive.view_dim``); ``saved=True``
+        reads a ``train_config.yaml`` that qlearn wrote before the split, moving those keys."""
+        from .config import build
+        from .errors import ConfigError
 
-        if d is not None and not isinstance(d, dict):
-            raise ConfigError(f"{where}: a recipe is a mapping of TrainConfig fields (key: value), "
-                              f"not a {type(d).__name__}")
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
-        d = check_fields(cls, d, where)  # types, before any work starts
-        for key, kind in (("model", QARConfig), ("data", BuildConfig)):
-            if d.get(key) is not None and not isinstance(d[key], (dict, kind)):
-                raise ConfigError(f"{where}: {key} must be a mapping of {kind.__name__} fields, "
-                                  f"got {d[key]!r}")
-            if isinstance(d.get(key), dict):
-                sub = d[key]
-                bad = sorted(set(sub) - {f.name for f in dataclasses.fields(kind)})
-                if bad:
-                    raise ConfigError(f"{where}: unknown {key}.{bad[0]} (valid {key} fields: "
-                                      f"{sorted(f.name for f in dataclasses.fields(kind))})")
-                sub = check_fields(kind, sub, where, prefix=f"{key}.")
-                try:
-                    d[key] = QARConfig.from_dict(sub) if kind is QARConfig else kind(**sub)
-                except (TypeError, ValueError) as e:
-                    raise ConfigError(f"{where}: {e}") from e
-            elif d.get(key) is None and key in d:
-                del d[key]
-        cfg = cls(**d)
+        if isinstance(d, dict) and isinstance(d.get("model"), dict):
+            moved = [k for k in d["model"] if k in CONTRASTIVE_FIELDS]
+            if moved and saved:  # a run folder of older qlearn: same run, new layout
+                from .model import split_legacy
+
+                model, legacy = split_legacy(d["model"])
+                contrastive = d.get("contrastive")
+                d = {**d, "model": model,
+                     "contrastive": {**legacy, **(contrastive if isinstance(contrastive, dict) else {})}}
+            elif moved:
+                raise ConfigError(
+                    f"{where}: model.{moved[0]} is a setting of the contrastive loss, not of the "
+                    f"model: move model.{moved[0]} to contrastive.{moved[0]}"
+                    + (f" (and {', '.join('model.' + k for k in moved[1:])} likewise)"
+                       if moved[1:] else "") + " (a contrastive: block beside model:)")
+        cfg = build(cls, d, where)
         cfg.check(where)
         return cfg
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["model"] = self.model.to_dict()
+        d["contrastive"] = self.contrastive.to_dict()
         d["data"] = dataclasses.asdict(self.data)
         d["adam_betas"] = list(self.adam_betas)
         return d
 
     @classmethod
-    def from_yaml(cls, path, overrides: Sequence[str] = ()) -> "TrainConfig":
+    def from_yaml(cls, path, overrides: Sequence[str] = (), saved: bool = False) -> "TrainConfig":
+        """A YAML recipe with ``--set`` overrides; ``saved=True`` for a run folder's
+        ``train_config.yaml`` (one written before the contrastive block still loads)."""
         d = read_yaml(path, overrides, "--set output_dir=runs/x or --set model.rank=16")
-        return cls.from_dict(d, where=str(path))
+        return cls.from_dict(d, where=str(path), saved=saved)
 
     def to_yaml(self, path) -> None:
         import yaml
@@ -189,7 +176,8 @@ class TrainConfig:
 
     def check(self, where: str = "config") -> None:
         """Ranges and combinations, before any work starts (types: :meth:`from_dict`)."""
-        from .errors import ConfigError, check_range as need
+        from .config import check_range as need
+        from .errors import ConfigError
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{where}: precision={self.precision!r}: use one of {PRECISIONS}")
@@ -223,10 +211,10 @@ class TrainConfig:
              "use 0 < x <= 1")
         need(b.session_gap_hours > 0, where, "data.session_gap_hours", b.session_gap_hours,
              "must be > 0")
-        if self.max_queriers == 1 and self.model.specific and self.model.qc_weight > 0:
+        if self.max_queriers == 1 and self.model.specific and self.contrastive.qc_weight > 0:
             raise ConfigError(f"{where}: max_queriers=1 with the dual tower: the querier-"
                               "contrastive loss needs >= 2 queriers and would be 0 on every "
-                              "step; use max_queriers >= 2, or model.qc_weight=0 / "
+                              "step; use max_queriers >= 2, or contrastive.qc_weight=0 / "
                               "model.specific=false to train without it")
         try:
             from transformers.trainer_utils import SchedulerType
@@ -288,7 +276,8 @@ def keep_top_queriers(ds, n: int):
 
 def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None):
     """``(QARTrainingModule, tokenizer)``: the base loaded in the training precision (trainable
-    weights stay fp32), wrapped by ``QuerierAwareLM``, plus the contrastive loss."""
+    weights stay fp32), wrapped by ``QuerierAwareLM`` (``cfg.model``), plus the contrastive loss
+    (``cfg.contrastive``; none for the plain LoRA model, ``model.specific=false``)."""
     from .assets import load_lm, tiny_lm
     from .trainer import QARTrainingModule, resolve_precision
 
@@ -301,15 +290,12 @@ def build_model(cfg: TrainConfig, n_queriers: int, n_clusters: int, device=None)
                                   device=None if device is None else str(device))
     torch.manual_seed(cfg.seed)
     model = QuerierAwareLM.from_base(base, cfg.model)
-    m = cfg.model
     qc = None
-    if m.specific:
-        qc = QuerierContrastiveLoss(
-            dim=base.config.hidden_size, n_queriers=n_queriers, n_clusters=n_clusters,
-            n_views=m.n_views, view_dim=m.view_dim, memory_size=m.memory_size,
-            temperature=m.temperature, clip=m.qc_clip, views_trainable=m.views_trainable,
-            center=m.qc_center, init_std=getattr(base.config, "initializer_range", 0.02),
-            dummy_slots=m.qc_dummy_slots).to(model.device)
+    if cfg.model.specific:
+        qc = QuerierContrastiveLoss.from_config(
+            cfg.contrastive, dim=base.config.hidden_size, n_queriers=n_queriers,
+            n_clusters=n_clusters, init_std=getattr(base.config, "initializer_range", 0.02)
+        ).to(model.device)
     return QARTrainingModule(model, qc), tokenizer
 
 
@@ -399,14 +385,14 @@ def check_queriers(cfg: TrainConfig, ds) -> None:
     """Refuse a set-up whose querier-contrastive loss is 0 on every step (one querier)."""
     from .errors import ConfigError
 
-    if len(ds.queriers) < 2 and cfg.model.specific and cfg.model.qc_weight > 0:
+    if len(ds.queriers) < 2 and cfg.model.specific and cfg.contrastive.qc_weight > 0:
         raise ConfigError(
             f"{ds.source}/{ds.responder} has {len(ds.queriers)} querier(s) "
             f"({', '.join(ds.queriers) or 'none'}): the querier-contrastive loss needs >= 2 and "
             "would be 0 on every step, so nothing querier-specific is learned. Choose a "
             "responder with several queriers (e.g. Rachel, Ross, Sheldon), lower "
             "data.min_utterances / data.min_segments, or train without it: --set "
-            "model.qc_weight=0 (or model.specific=false)")
+            "contrastive.qc_weight=0 (or model.specific=false)")
 
 
 def _read_json(path: Path) -> dict:

@@ -27,12 +27,17 @@ PROGRESS_FILE = "qlearn_progress.json"  # in each checkpoint: training seconds, 
 
 class QARTrainingModule(nn.Module):
     """The model and the contrastive loss together, so that optimizer, DDP, mixed precision and
-    gradient clipping see both. ``forward(**batch)`` returns ``loss, loss_lm, loss_qc``."""
+    gradient clipping see both. ``forward(**batch)`` returns ``loss, loss_lm, loss_qc``.
 
-    def __init__(self, model: QuerierAwareLM, contrastive: QuerierContrastiveLoss | None):
+    λ (``qc_weight``) is the loss's own ``contrastive.config.qc_weight`` unless given."""
+
+    def __init__(self, model: QuerierAwareLM, contrastive: QuerierContrastiveLoss | None,
+                 qc_weight: float | None = None):
         super().__init__()
         self.model, self.contrastive = model, contrastive
-        self.qc_weight = model.config.qc_weight
+        if qc_weight is None:
+            qc_weight = contrastive.config.qc_weight if contrastive is not None else 0.0
+        self.qc_weight = qc_weight
 
     def forward(self, input_ids, attention_mask, labels, responder_mask, querier, cluster):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
@@ -51,10 +56,17 @@ class QARTrainingModule(nn.Module):
         self.model.activation_checkpointing_enable(activation_checkpointing_kwargs, **kwargs)
 
     def save(self, out_dir) -> Path:
-        """``save_pretrained`` of the model plus the contrastive views and memories."""
+        """``save_pretrained`` of the model plus the contrastive views and memories, and their
+        config (``contrastive_config`` in ``qlearn_config.json``, beside ``qar_config``)."""
         from safetensors.torch import save_file
 
-        out = self.model.save_pretrained(out_dir)
+        extra = None
+        if self.contrastive is not None:
+            qc = self.contrastive
+            extra = {"contrastive_config": {**qc.config.to_dict(), "qc_weight": self.qc_weight},
+                     "contrastive_sizes": {"dim": qc.dim, "n_queriers": qc.n_queriers,
+                                           "n_clusters": qc.n_clusters}}
+        out = self.model.save_pretrained(out_dir, extra_config=extra)
         if self.contrastive is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.contrastive.state_dict().items()}
             save_file(state, str(Path(out) / CONTRASTIVE_FILE), metadata={"format": "pt"})

@@ -27,6 +27,7 @@ from qlearn.data.readers import Chunk, Show
 from qlearn.data.types import Turn
 from qlearn.errors import (CheckpointError, ConfigError, DataError, InputError, IntegrityError,
                            ModelLoadError, QlearnError, QlearnWarning)
+from qlearn.contrastive import ContrastiveConfig
 from qlearn.model import QARConfig, QuerierAwareLM
 from qlearn.train import TrainConfig, read_metrics
 
@@ -58,7 +59,8 @@ def fails(argv, *patterns):
 
 def tiny_recipe(out, **kw):
     d = dict(source="synthetic", responder=None, n_clusters=1, base_model="tiny",
-             model=dict(rank=8, lora_r=4, view_dim=16, memory_size=8), output_dir=str(out),
+             model=dict(rank=8, lora_r=4), contrastive=dict(view_dim=16, memory_size=8),
+             output_dir=str(out),
              max_steps=6, batch_size=4, grad_accum=1, logging_steps=1, save_steps=3, lr=1e-3,
              warmup=1, precision="fp32", gradient_checkpointing=False, probe_windows=0,
              save_total_limit=None, max_length=96)
@@ -126,8 +128,12 @@ def test_the_installed_command_exits_nonzero_with_one_stderr_line(tmp_path):
     ("precision=fp8", ["precision='fp8'", "fp32"]),
     ("lr_schedule=sometimes", ["lr_schedule='sometimes'", "cosine"]),
     ("data.test_fraction=1.5", ["data.test_fraction=1.5"]),
-    ("model.qc_weight=-1", ["qc_weight=-1", "maximise"]),
-    ("model.temperature=0", ["temperature=0", "> 0"]),
+    ("contrastive.qc_weight=-1", ["contrastive.qc_weight=-1", "maximise"]),
+    ("contrastive.temperature=0", ["contrastive.temperature=0", "> 0"]),
+    ("contrastive.no_such=1", ["unknown contrastive.no_such"]),
+    # the old layout: a contrastive key under model: is refused naming its new place, not moved
+    ("model.qc_weight=0", ["move model.qc_weight to contrastive.qc_weight"]),
+    ("model.view_dim=64", ["move model.view_dim to contrastive.view_dim"]),
     ("n_clusters=0", ["n_clusters=0", ">= 1"]),
     ("max_queriers=1", ["max_queriers=1", ">= 2 queriers"]),
     ("no_such_field=1", ["unknown TrainConfig field", "no_such_field"]),
@@ -143,11 +149,30 @@ def test_bad_train_values_fail_when_read_naming_the_option(override, names):
 
 
 def test_good_values_are_coerced_and_qc_weight_zero_is_the_ablation():
-    cfg = TrainConfig.from_yaml(QUICK, ["lr=1e-3", "epochs=2", "model.qc_weight=0"])
-    assert cfg.lr == 0.001 and isinstance(cfg.epochs, float) and cfg.model.qc_weight == 0.0
+    cfg = TrainConfig.from_yaml(QUICK, ["lr=1e-3", "epochs=2", "contrastive.qc_weight=0"])
+    assert cfg.lr == 0.001 and isinstance(cfg.epochs, float) and cfg.contrastive.qc_weight == 0.0
     assert cfg.adam_betas == (0.9, 0.95)
-    with pytest.raises(ConfigError, match="qc_weight"):
-        QARConfig(qc_weight=-0.5)
+    with pytest.raises(ConfigError, match="contrastive.qc_weight"):
+        ContrastiveConfig(qc_weight=-0.5)
+    with pytest.raises(TypeError):  # the model no longer holds the loss's settings
+        QARConfig(qc_weight=0.5)
+
+
+def test_a_recipe_in_the_old_layout_fails_when_read_naming_the_move(tmp_path):
+    """A contrastive key under model: (the layout before ContrastiveConfig) is one line naming
+    the key, the file and the fix; qlearn train refuses it before any work starts."""
+    old = yaml.safe_load(open(QUICK, encoding="utf-8"))
+    old["model"] = {**old["model"], **old.pop("contrastive")}
+    path = tmp_path / "old.yaml"
+    write_yaml(path, old)
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_yaml(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "move model.n_views to contrastive.n_views" in msg
+    fails(["train", "--config", str(path)], "move model.n_views to contrastive.n_views", str(path))
+    # a run folder's train_config.yaml written by the old code still loads (same run)
+    cfg = TrainConfig.from_yaml(path, saved=True)
+    assert cfg.contrastive == TrainConfig.from_yaml(QUICK).contrastive and cfg.model.rank == 16
 
 
 def test_ablate_checks_every_system_before_training(tmp_path):
@@ -159,7 +184,9 @@ def test_ablate_checks_every_system_before_training(tmp_path):
     with pytest.raises(ConfigError, match=r"eval\.n_test=0"):
         AblateConfig.from_yaml(cfg, ["eval.n_test=0"])
     with pytest.raises(ConfigError, match="qc_weight"):
-        AblateConfig.from_yaml(cfg, ["train.model.qc_weight=-1"])
+        AblateConfig.from_yaml(cfg, ["train.contrastive.qc_weight=-1"])
+    with pytest.raises(ConfigError, match=r"move model\.qc_weight to contrastive\.qc_weight"):
+        AblateConfig.from_yaml(cfg, ["sweep={model.qc_weight: [0.1]}"])
     fails(["ablate", "--config", cfg, "--set", "eval.batch_size=abc"], "eval.batch_size='abc'")
 
 
@@ -181,9 +208,9 @@ def test_single_querier_responder_is_refused_by_train(data_root):
     assert len(ds.queriers) == 1
     cfg = TrainConfig(source="friends", responder="Richard")
     with pytest.raises(ConfigError, match=r"friends/Richard has 1 querier.*0 on every step.*"
-                                          r"qc_weight=0"):
+                                          r"contrastive\.qc_weight=0"):
         check_queriers(cfg, ds)
-    cfg.model.qc_weight = 0.0  # the "w/o contrastive" set-up trains (nothing is claimed)
+    cfg.contrastive.qc_weight = 0.0  # the "w/o contrastive" set-up trains (nothing is claimed)
     check_queriers(cfg, ds)
 
 
@@ -392,7 +419,8 @@ def tiny_run(tiny, tmp_path):
     model = QuerierAwareLM.from_base(copy.deepcopy(tiny[0]), QARConfig(rank=4, lora_r=2))
     model.save_pretrained(run / "final")
     (run / "data.json").write_text(json.dumps({"responder": "Sam", "queriers": ["Mom", "Boss"]}))
-    TrainConfig(**{**tiny_recipe(run), "model": QARConfig(rank=4, lora_r=2)}).to_yaml(
+    TrainConfig(**{**tiny_recipe(run), "model": QARConfig(rank=4, lora_r=2),
+                   "contrastive": ContrastiveConfig(view_dim=16, memory_size=8)}).to_yaml(
         run / "train_config.yaml")
     return run
 

@@ -230,4 +230,31 @@ def test_paper_recipes_use_the_official_slots():
     from qlearn.train import TrainConfig
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("*.yaml")):
-        assert TrainConfig.from_yaml(path).model.qc_dummy_slots == 2, path.name
+        assert TrainConfig.from_yaml(path).contrastive.qc_dummy_slots == 2, path.name
+
+
+def test_the_loss_reads_its_own_config():
+    """ContrastiveConfig (the recipe's contrastive: block) builds the loss; the trainer's λ is
+    the loss's own qc_weight, and build_model passes the recipe's block through unchanged."""
+    from qlearn.contrastive import ContrastiveConfig
+    from qlearn.train import TrainConfig, build_model
+    from qlearn.trainer import QARTrainingModule
+
+    cfg = ContrastiveConfig(n_views=3, view_dim=4, memory_size=5, temperature=0.2, qc_weight=0.3,
+                            qc_clip=4.0, qc_center=False, views_trainable=False, qc_dummy_slots=2)
+    qc = QuerierContrastiveLoss.from_config(cfg, dim=8, n_queriers=3, n_clusters=2)
+    assert qc.config is cfg
+    assert (qc.n_views, qc.view_dim, qc.memory_size, qc.temperature, qc.clip, qc.center,
+            qc.dummy_slots, qc.weight.requires_grad) == (3, 4, 5, 0.2, 4.0, False, 2, False)
+    assert tuple(qc.memory.shape) == (2, 3, 3, 5, 4)
+    assert QuerierContrastiveLoss(dim=8, n_queriers=3, view_dim=4).config.view_dim == 4
+    assert QARTrainingModule(torch.nn.Identity(), qc).qc_weight == 0.3
+    assert QARTrainingModule(torch.nn.Identity(), None).qc_weight == 0.0
+    tc = TrainConfig.from_dict({"source": "synthetic", "base_model": "tiny", "precision": "fp32",
+                                "model": {"rank": 4, "lora_r": 2},
+                                "contrastive": {"view_dim": 8, "memory_size": 4, "qc_weight": 0}})
+    module, _ = build_model(tc, n_queriers=3, n_clusters=2)
+    assert module.contrastive.config == tc.contrastive and module.qc_weight == 0.0
+    assert module.contrastive.view_dim == 8 and module.contrastive.n_clusters == 2
+    with pytest.raises(ValueError, match="contrastive.view_dim=0"):
+        ContrastiveConfig(view_dim=0)

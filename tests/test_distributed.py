@@ -39,7 +39,8 @@ def _ranks(run):
 def test_two_rank_torchrun_checkpoints_resumes_and_ranks_agree(tmp_path):
     run = tmp_path / "run"
     recipe = dict(source="synthetic", responder=None, n_clusters=1, base_model="tiny",
-                  model=dict(rank=4, lora_r=4, view_dim=16, memory_size=8), output_dir=str(run),
+                  model=dict(rank=4, lora_r=4), contrastive=dict(view_dim=16, memory_size=8),
+                  output_dir=str(run),
                   max_steps=4, batch_size=2, grad_accum=1, logging_steps=1, save_steps=2,
                   save_total_limit=None, lr=1e-2, warmup=0, precision="fp32",
                   gradient_checkpointing=False, probe_windows=0, max_length=64, seed=5)

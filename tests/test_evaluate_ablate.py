@@ -9,7 +9,7 @@ from qlearn.evaluate.ablate import SYSTEMS, AblateConfig, ablate
 TINY_TRAIN = {"source": "synthetic", "base_model": "tiny", "max_steps": 2, "batch_size": 2,
               "grad_accum": 1, "save_steps": 1, "save_total_limit": None, "probe_windows": 0,
               "gradient_checkpointing": False, "logging_steps": 1, "n_clusters": 2, "max_queriers": 2,
-              "model": {"rank": 4, "lora_r": 4, "view_dim": 16, "memory_size": 8}}
+              "model": {"rank": 4, "lora_r": 4}, "contrastive": {"view_dim": 16, "memory_size": 8}}
 
 
 def test_config_systems_sweeps_and_errors(tmp_path):
@@ -18,7 +18,11 @@ def test_config_systems_sweeps_and_errors(tmp_path):
     assert cfg.systems[-2:] == ["Ours (model.rank=2)", "Ours (model.rank=8)"]
     assert cfg.train_config("Ours (model.rank=2)").model.rank == 2
     assert cfg.train_config("w/o clustering").n_clusters == 1
-    assert cfg.train_config("w/o contrastive").model.qc_weight == 0
+    assert cfg.train_config("w/o contrastive").contrastive.qc_weight == 0
+    assert cfg.train_config("w/o multi-view").contrastive.n_views == 1
+    assert cfg.train_config("Ours (frozen views)").contrastive.views_trainable is False
+    assert cfg.train_config("Ours (no centering)").contrastive.qc_center is False
+    assert cfg.train_config("Ours").contrastive.view_dim == 16  # the shared block is kept
     assert cfg.train_config("FT").model.specific is False
     assert cfg.train_config("w/o low-rank").model.specific_mlp == "copy_lora"
     assert cfg.train_config("w/o low-rank (random full-width)").model.specific_mlp == "full_random"

@@ -56,12 +56,12 @@ def test_a_new_kind_is_one_entry_end_to_end(registered, tmp_path):
 
 
 def test_a_new_ablation_is_one_entry(registered):
-    registered(Trained("w/o views", {"model.n_views": 1}))
+    registered(Trained("w/o views", {"contrastive.n_views": 1}))
     cfg = AblateConfig.from_dict({"systems": ["w/o views", "Zero-shot"], "train": TRAIN,
                                   "seeds": [3]})
     assert cfg.runs("w/o views") == ["w/o views [seed 3]"] and cfg.runs("Zero-shot") == ["Zero-shot"]
     tc = cfg.train_config("w/o views [seed 3]")
-    assert tc.model.n_views == 1 and tc.seed == 3 and tc.output_dir.endswith("w-o-views-seed-3")
+    assert tc.contrastive.n_views == 1 and tc.seed == 3 and tc.output_dir.endswith("w-o-views-seed-3")
 
 
 def test_custom_entries_keep_their_kind():

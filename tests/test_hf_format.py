@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qlearn.assets import tiny_lm
+from qlearn.contrastive import ContrastiveConfig
 from qlearn.model import (ADAPTER_CONFIG, ADAPTER_FILE, CONFIG_FILE, SPECIFIC_FILE, WEIGHTS_FILE,
                           QARConfig, QuerierAwareLM)
 from qlearn.runs import load_trained, stage_run
@@ -18,8 +19,8 @@ from qlearn.trainer import load_gathered
 
 def _recipe(out, **model):
     return TrainConfig(source="synthetic", responder=None, n_clusters=1, base_model="tiny",
-                       model=QARConfig(**{"rank": 4, "lora_r": 4, "view_dim": 16, "memory_size": 8,
-                                          **model}),
+                       model=QARConfig(**{"rank": 4, "lora_r": 4, **model}),
+                       contrastive=ContrastiveConfig(view_dim=16, memory_size=8, qc_weight=0.25),
                        output_dir=str(out), max_steps=3, batch_size=4, grad_accum=1,
                        logging_steps=1, save_steps=1000, lr=1e-2, warmup=0, precision="fp32",
                        gradient_checkpointing=False, probe_windows=0, max_length=64, seed=3)
@@ -83,6 +84,40 @@ def test_dual_tower_files_and_round_trip(dual_run, tmp_path):
         alone = _logits(model, tok)
     assert torch.allclose(_logits(general, tok), alone, atol=1e-6)
     assert not torch.allclose(alone, _logits(model, tok), atol=1e-5)  # the specific stream counts
+
+
+def test_run_folders_describe_each_owner_and_old_folders_still_load(dual_run, tmp_path):
+    """qlearn_config.json holds the model's QARConfig and, beside it, the loss's
+    ContrastiveConfig; a run folder written before the split (the loss's keys inside qar_config
+    and under model: in train_config.yaml) loads the same model."""
+    import dataclasses
+    import shutil
+
+    import yaml
+
+    from qlearn.card import model_card
+    from qlearn.model import read_adapter_config
+
+    meta = json.loads((dual_run / "final" / CONFIG_FILE).read_text())
+    assert set(meta["qar_config"]) == {f.name for f in dataclasses.fields(QARConfig)}
+    assert meta["contrastive_config"] == {**ContrastiveConfig(view_dim=16, memory_size=8,
+                                                              qc_weight=0.25).to_dict()}
+    assert "0.25·L_QC" in (dual_run / "README.md").read_text(encoding="utf-8")
+    old = tmp_path / "old_run"
+    shutil.copytree(dual_run, old)
+    legacy = {**meta["qar_config"], **meta.pop("contrastive_config")}
+    meta.pop("contrastive_sizes", None)
+    (old / "final" / CONFIG_FILE).write_text(json.dumps({**meta, "qar_config": legacy}))
+    recipe = yaml.safe_load((old / "train_config.yaml").read_text())
+    recipe["model"] = {**recipe["model"], **recipe.pop("contrastive")}
+    (old / "train_config.yaml").write_text(yaml.safe_dump(recipe))
+    read = read_adapter_config(old / "final")
+    assert read["qar"] == QARConfig(rank=4, lora_r=4)
+    assert read["contrastive_config"]["qc_weight"] == 0.25 and "view_dim" not in read["qar_config"]
+    model, tok = load_trained(old)
+    again, _ = load_trained(dual_run)
+    assert torch.equal(_logits(model, tok), _logits(again, tok))
+    assert "0.25·L_QC" in model_card(old)
 
 
 def test_loading_a_hub_id_through_huggingface_hub(dual_run, tmp_path, monkeypatch):

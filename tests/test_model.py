@@ -274,8 +274,10 @@ def test_options_layers_init_and_validation(tiny):
         QARConfig(fusion="max")
     with pytest.raises(ValueError, match="rank=0"):
         QARConfig(rank=0)
-    with pytest.raises(ValueError, match="unknown QARConfig fields"):
+    with pytest.raises(ValueError, match="unknown model.rnak"):
         QARConfig.from_dict({"rnak": 3})
+    with pytest.raises(ValueError, match="move model.view_dim to contrastive.view_dim"):
+        QARConfig.from_dict({"rank": 3, "view_dim": 8})
 
 
 def test_cli_generate_loads_a_saved_adapter(tiny, tmp_path):

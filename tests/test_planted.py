@@ -105,7 +105,8 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path):
                      "batch_size": 2, "grad_accum": 1, "save_steps": 1, "save_total_limit": None,
                      "probe_windows": 0, "gradient_checkpointing": False, "logging_steps": 1,
                      "n_clusters": 1, "max_length": 128,
-                     "model": {"rank": 4, "lora_r": 4, "view_dim": 16, "memory_size": 8}},
+                     "model": {"rank": 4, "lora_r": 4},
+                     "contrastive": {"view_dim": 16, "memory_size": 8}},
            "eval": {"n_test": 6, "n_val": 3, "max_new_tokens": 4, "select_on_val": False,
                     "reference": "best Ours", "curve_systems": ["FT"]},
            "output_dir": str(tmp_path / "results"), "work_dir": str(tmp_path / "work")}

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from qlearn.cli import main as cli
 from qlearn.data.pipeline import BuildConfig
+from qlearn.contrastive import ContrastiveConfig
 from qlearn.model import QARConfig
 from qlearn.probe import knn_probe, read_querier_reps
 from qlearn.train import TrainConfig, read_metrics, train
@@ -29,6 +30,7 @@ def test_recipes_load_and_set_every_field():
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert set(raw) == fields, f"{path.name}: missing {fields - set(raw)}"
         assert set(raw["model"]) == {f.name for f in dataclasses.fields(QARConfig)}, path.name
+        assert set(raw["contrastive"]) == {f.name for f in dataclasses.fields(ContrastiveConfig)}, path.name
         assert set(raw["data"]) == {f.name for f in dataclasses.fields(BuildConfig)}, path.name
         TrainConfig.from_yaml(path)
     sheldon = TrainConfig.from_yaml(REPO / "configs/paper/sheldon.yaml")
@@ -61,7 +63,8 @@ def test_knn_probe_separates_and_reports_chance():
 
 def _tiny_config(out, **kw):
     cfg = dict(source="synthetic", responder=None, n_clusters=1, base_model="tiny",
-               model=QARConfig(rank=8, lora_r=4, view_dim=16, memory_size=8),
+               model=QARConfig(rank=8, lora_r=4),
+               contrastive=ContrastiveConfig(view_dim=16, memory_size=8),
                output_dir=str(out), max_steps=6, batch_size=4, grad_accum=2, logging_steps=1,
                save_steps=3, lr=1e-3, warmup=1, precision="fp32", gradient_checkpointing=False,
                probe_windows=0)

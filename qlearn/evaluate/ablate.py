@@ -72,33 +72,19 @@ class AblateConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "AblateConfig":
-        d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{where}: unknown ablate field(s) {unknown}; valid: {sorted(names)}")
-        ev = d.get("eval") or {}
-        bad = sorted(set(ev) - {f.name for f in dataclasses.fields(EvalConfig)})
-        if bad:
-            raise ValueError(f"{where}: unknown eval.{bad[0]}; valid: "
-                             f"{sorted(f.name for f in dataclasses.fields(EvalConfig))}")
-        from ..errors import ConfigError, check_fields, check_range
+        from ..config import build, check_range
+        from ..errors import ConfigError
 
-        d = check_fields(cls, d, where)  # types, before any work starts
-        if not isinstance(ev, dict):
-            raise ConfigError(f"{where}: eval must be a mapping of EvalConfig fields, got {ev!r}")
-        ev = check_fields(EvalConfig, ev, where, prefix="eval.")
+        cfg = build(cls, d, where, label="ablate")  # unknown keys, types, the eval: block
+        ev = cfg.eval
         for name in ("n_test", "n_val"):
-            v = ev.get(name)
+            v = getattr(ev, name)
             check_range(v is None or v >= 1, where, f"eval.{name}", v, "use >= 1, or null for all")
         for name in ("max_new_tokens", "batch_size"):
-            if name in ev:
-                check_range(ev[name] >= 1, where, f"eval.{name}", ev[name], "use an integer >= 1")
-        if "diff_windows" in ev:
-            check_range(ev["diff_windows"] >= 0, where, "eval.diff_windows", ev["diff_windows"],
-                        "use 0 (off) or a positive number")
-        d["eval"] = EvalConfig(**ev)
-        cfg = cls(**d)
+            check_range(getattr(ev, name) >= 1, where, f"eval.{name}", getattr(ev, name),
+                        "use an integer >= 1")
+        check_range(ev.diff_windows >= 0, where, "eval.diff_windows", ev.diff_windows,
+                    "use 0 (off) or a positive number")
         for key, values in cfg.sweep.items():
             for v in values:
                 cfg.custom.setdefault(f"Ours ({key}={v})", {key: v})
@@ -156,21 +142,31 @@ class AblateConfig:
         return Path(self.work_dir or f"runs/ablate/{self.name}")
 
     def train_config(self, system: str):
-        """The TrainConfig of a trained system: the shared block plus the system's overrides."""
+        """The TrainConfig of a trained system: the shared block plus the system's overrides
+        (dotted keys, :func:`qlearn.config.set_dotted`)."""
+        from ..config import set_dotted
+        from ..errors import ConfigError
         from ..train import TrainConfig
 
         d = copy.deepcopy(self.train)
         for key, value in self.system(system).overrides.items():
-            _set(d, key, value)
+            try:
+                set_dotted(d, key, value)
+            except ConfigError as e:
+                raise ConfigError(f"system {system!r}: override {e}") from None
         d["output_dir"] = str(self.work / "runs" / slug(system))
         return TrainConfig.from_dict(d, where=f"system {system!r}")
 
 
-def _set(d: dict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        d = d.setdefault(p, {})
-    d[leaf] = value
+def _flat_contrastive(recipe: dict) -> dict:
+    """The recipe with its ``contrastive:`` keys inside ``model:``, as recipes were before
+    ContrastiveConfig: the replies cached then keep their key (the same training)."""
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("contrastive"), dict):
+        return recipe
+    recipe = dict(recipe)
+    model = recipe.get("model")
+    recipe["model"] = {**(model if isinstance(model, dict) else {}), **recipe.pop("contrastive")}
+    return recipe
 
 
 def seeded(system: str, seed: int) -> str:
@@ -266,6 +262,7 @@ class Grid:
         """What a system's replies depend on: its recipe, the decoding settings, the windows."""
         recipe = (self.cfg.train if not self.cfg.system(system).trains
                   else self.cfg.train_config(system).to_dict())
+        recipe = _flat_contrastive(recipe)
         ev = dataclasses.asdict(self.cfg.eval)
         what = {"system": system, "recipe": recipe, "ids": ids,
                 "eval": {k: ev[k] for k in ("n_val", "select_on_val", "max_new_tokens", "do_sample", "seed")}}
@@ -663,7 +660,7 @@ def evaluate_run(model: str, data, out=None, split: str = "test", n: int | None 
 
         cfg_path = next(p for p in (folder / "train_config.yaml", folder.parent / "train_config.yaml")
                         if p.exists())
-        tc = TrainConfig.from_yaml(cfg_path)
+        tc = TrainConfig.from_yaml(cfg_path, saved=True)
         base_name, seed_lm = tc.base_model, tc.seed
     else:
         name, base_name = f"Zero-shot ({model})", model

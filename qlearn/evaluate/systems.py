@@ -6,7 +6,7 @@ checkpoint chosen on validation) and :class:`PerQuerier` (one LoRA per querier).
 ablation is one entry (a trained one may also be a ``custom:`` entry of the config); a new kind is
 a :class:`System` subclass with its own :meth:`~System.prepare`:
 
-    >>> SYSTEMS["w/o views"] = Trained("w/o views", {"model.n_views": 0})
+    >>> SYSTEMS["w/o views"] = Trained("w/o views", {"contrastive.n_views": 0})
 """
 from __future__ import annotations
 
@@ -118,12 +118,12 @@ SYSTEMS: dict[str, System] = {s.name: s for s in (
     Trained("w/o low-rank (random full-width)", {"model.specific_mlp": "full_random"}),
     Trained("w/o low-rank (full training)", {"model.specific_mlp": "copy_full"}),
     Trained("w/o clustering", {"n_clusters": 1}),
-    Trained("w/o multi-view", {"model.n_views": 1}),
-    Trained("w/o contrastive", {"model.qc_weight": 0.0}),
+    Trained("w/o multi-view", {"contrastive.n_views": 1}),
+    Trained("w/o contrastive", {"contrastive.qc_weight": 0.0}),
     Trained("Ours (residual fusion)", {"model.fusion": "residual"}, color="tab:red"),
     Trained("Ours (sum fusion)", {"model.fusion": "sum"}, color="tab:red"),
-    Trained("Ours (frozen views)", {"model.views_trainable": False}, color="tab:red"),
-    Trained("Ours (no centering)", {"model.qc_center": False}, color="tab:red"),
+    Trained("Ours (frozen views)", {"contrastive.views_trainable": False}, color="tab:red"),
+    Trained("Ours (no centering)", {"contrastive.qc_center": False}, color="tab:red"),
     Trained("Ours (zero init)", {"model.specific_init": "zero"}, color="tab:red"),
     PerQuerier(PER_QUERIER),  # one LoRA per querier on the same total budget (per_querier.py)
 )}
