@@ -38,8 +38,8 @@ META = {
 # qlearn adds one step the official code lacks: **centering**. A language model's pooled states
 # are *anisotropic*: any two windows' vectors have a cosine near 0.99 (SmolLM2), so every cosine
 # with every prototype is ~1 and the loss cannot tell queriers apart for hundreds of steps.
-# Subtracting a running mean of z (`qc_center=True`, momentum 0.9, as DINO centres its teacher)
-# leaves only what differs between windows. `qc_center=False` gives the official loss.
+# Subtracting a running mean of z (`contrastive.qc_center: true` in a recipe, momentum 0.9, as DINO
+# centres its teacher) leaves only what differs between windows. `false` gives the official loss.
 #
 # `qlearn.contrastive.QuerierContrastiveLoss` is all of that in ~100 lines. We start with 2-D toys.
 
@@ -361,6 +361,6 @@ pd.DataFrame({k: probe[k] for k in ("before", "after")}).T
 # 2. What is a view, and what is matched against what in the two-view loss?
 # 3. How do clusters restrict which queriers compete?
 # 4. Which tokens carry the LM loss, and which tokens are pooled into the querier vector z?
-# 5. Why does qlearn centre z before the views, and what does qc_center=False reproduce?
+# 5. Why does qlearn centre z before the views, and what does contrastive.qc_center=false reproduce?
 # 6. What must a checkpoint hold for a resumed run to equal an uninterrupted one?
 # 7. What does the k-NN probe measure, and why is the untrained model already above chance?
