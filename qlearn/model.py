@@ -142,16 +142,23 @@ class QARConfig:
         ranges. A contrastive key (``view_dim``, ``qc_weight``, ...) is refused naming its new
         place; :func:`split_legacy` separates those of a config written before the split."""
         from .config import build
-        from .contrastive import CONTRASTIVE_FIELDS
-        from .errors import ConfigError
 
-        moved = [k for k in (d or {}) if k in CONTRASTIVE_FIELDS] if isinstance(d, dict) else []
-        if moved:
-            raise ConfigError(f"{where}: model.{moved[0]} is a setting of the contrastive loss, not "
-                              f"of the model: move model.{moved[0]} to contrastive.{moved[0]}"
-                              + (f" (and {', '.join('model.' + k for k in moved[1:])} likewise)"
-                                 if moved[1:] else ""))
+        refuse_contrastive_keys(d, where)
         return build(cls, d, where, prefix="model.")
+
+
+def refuse_contrastive_keys(model, where: str) -> None:
+    """A ``model:`` mapping that holds a contrastive key (the layout before ContrastiveConfig)
+    raises one :class:`~qlearn.errors.ConfigError` naming the key, ``where`` and the move."""
+    from .contrastive import CONTRASTIVE_FIELDS
+    from .errors import ConfigError
+
+    moved = [k for k in model if k in CONTRASTIVE_FIELDS] if isinstance(model, dict) else []
+    if moved:
+        raise ConfigError(f"{where}: model.{moved[0]} is a setting of the contrastive loss, not of "
+                          f"the model: move model.{moved[0]} to contrastive.{moved[0]}"
+                          + (f" (and {', '.join('model.' + k for k in moved[1:])} likewise)"
+                             if moved[1:] else "") + " (a contrastive: block beside model:)")
 
 
 def split_legacy(model: dict) -> tuple[dict, dict]:

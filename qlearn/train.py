@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .contrastive import CONTRASTIVE_FIELDS, ContrastiveConfig, QuerierContrastiveLoss
+from .contrastive import ContrastiveConfig, QuerierContrastiveLoss
 from .data.pipeline import BuildConfig
 from .model import QARConfig, QuerierAwareLM
 from .probe import (PROBE_FILE, REPS_FILE, knn_probe, probe_sample, querier_probe,
@@ -132,23 +132,15 @@ class TrainConfig:
         naming its new place (``move model.view_dim to contrastive.view_dim``); ``saved=True``
         reads a ``train_config.yaml`` that qlearn wrote before the split, moving those keys."""
         from .config import build
-        from .errors import ConfigError
+        from .model import refuse_contrastive_keys, split_legacy
 
         if isinstance(d, dict) and isinstance(d.get("model"), dict):
-            moved = [k for k in d["model"] if k in CONTRASTIVE_FIELDS]
-            if moved and saved:  # a run folder of older qlearn: same run, new layout
-                from .model import split_legacy
-
+            if saved:  # a run folder of older qlearn: the same run in the new layout
                 model, legacy = split_legacy(d["model"])
                 contrastive = d.get("contrastive")
                 d = {**d, "model": model,
                      "contrastive": {**legacy, **(contrastive if isinstance(contrastive, dict) else {})}}
-            elif moved:
-                raise ConfigError(
-                    f"{where}: model.{moved[0]} is a setting of the contrastive loss, not of the "
-                    f"model: move model.{moved[0]} to contrastive.{moved[0]}"
-                    + (f" (and {', '.join('model.' + k for k in moved[1:])} likewise)"
-                       if moved[1:] else "") + " (a contrastive: block beside model:)")
+            refuse_contrastive_keys(d["model"], where)
         cfg = build(cls, d, where)
         cfg.check(where)
         return cfg
