@@ -27,9 +27,11 @@ META = {
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
-from qlearn.evaluate.ablate import PAPER_GRID, SYSTEMS, AblateConfig, Grid, plot_table
+from qlearn.evaluate.ablate import PAPER_GRID, SYSTEMS, AblateConfig, Grid, plot_fit, plot_table
 
 pd.DataFrame([{"system": s, "changes (TrainConfig overrides)": SYSTEMS.get(s, "prompting baseline, base model")}
               for s in PAPER_GRID + ["Ours (residual fusion)"]])
@@ -42,7 +44,75 @@ pd.DataFrame([{"system": s, "changes (TrainConfig overrides)": SYSTEMS.get(s, "p
 # * **w/o contrastive** — λ = 0: the dual tower is trained with the language-model loss only;
 # * **FT** — no specific stream at all: LoRA on the same data (the paper's strongest baseline).
 #
-# ## 1. The committed CPU reproduction
+# ## 1. The planted benchmark: who asks decides the right reply
+#
+# On real scripts nobody knows what the "right" reply to a given asker is, so a small difference in
+# ROUGE-L cannot say *which mechanism* made the replies querier-aware. The planted benchmark
+# ([docs/planted.md](../docs/planted.md)) plants the answer: real Chit-Chat queries (MIT licence)
+# are asked of the responder Sam by four queriers, and Sam's correct reply opens with the asking
+# querier's own opener ("Yes Mom," …) followed by the real reply. Every test window is a (query,
+# asker) pair never seen in training, most of them a query seen only from *other* askers. A checker
+# scores **asker-fit**: the share of replies that open with the asker's opener (chance: 25% of the
+# replies that use some opener). `results/planted-visible/` holds the grid (names visible,
+# SmolLM2-135M, 60 steps of batch 8, three train seeds for FT and both Ours, two for the ablations); `results/planted-sweeps/` the
+# rank and cluster sweeps (one seed). Both were made with the commands in their `command.txt`.
+
+# %% figure=06_planted
+planted = REPO / "results" / "planted-visible"  # REPO: the cloned repository (set-up cell)
+print((planted / "command.txt").read_text())
+pt = pd.read_csv(planted / "table.csv")
+ref = next(c for c in pt.columns if c.startswith("fit_p_vs_"))
+cols = ["system", "asker_fit", "asker_fit_low", "asker_fit_high", "chance", "other_rule", "no_rule",
+        "rougeL", "rougeL_low", "rougeL_high", ref, ref.replace("fit_p", "p")]
+display(pt[[c for c in cols if c in pt]].round(3))
+plot_fit(pt.to_dict("records"), title="Planted benchmark (names visible) · SmolLM2-135M · 60 steps");
+
+# %% figure=06_planted_curve
+curve = pd.read_csv(planted / "learning_curve.csv")
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for (system, seed), g in curve.groupby(["system", "seed"]):
+    ax.plot(g.step, g.asker_fit, marker="o", alpha=0.8,
+            color="tab:red" if system.startswith("Ours") else "tab:gray",
+            label=f"{system}, seed {seed}")
+ax.set_xlabel("optimizer steps")
+ax.set_ylabel("asker-fit % (test, figure only)")
+ax.legend(fontsize=7)
+fig.tight_layout()
+
+# %% [markdown]
+# What the table says, plainly (the numbers are in `NOTE.md` beside it):
+#
+# * **Every trained shared model has started to learn whose opener to use** — FT 36.7%, Ours
+#   38.3%, Ours (residual fusion) 36.7% against a chance level of 25% — and **FT learns it as fast
+#   as the dual tower**: no pair of them differs (paired p ≥ 0.7).
+# * **The contrastive loss, the query clustering and the second view did nothing measurable** to
+#   the replies: removing each leaves asker-fit within two points of Ours (p ≥ 0.6). The loss does
+#   shape the representation (notebook 07 draws it), but at 60 steps that does not reach the reply.
+# * **The one mechanism that mattered went against the paper**: a specific MLP that is a frozen copy
+#   of the pretrained MLP with LoRA (`w/o low-rank`, the official variant) instead of the rank-16
+#   random one reaches 54.0% (+15.7 points, p = 0.0003, both seeds above every other shared-model run). Whether
+#   that is the architecture or simply more trainable LoRA capacity was not tested.
+# * One LoRA per querier is best (60.5%) but is an oracle here: it is routed by the known asker and
+#   each adapter only ever saw one opener.
+# * The learning curve is still rising at 60 steps: a longer run might separate FT from Ours; this
+#   one does not. Read the table as "no effect of the querier-aware mechanisms at this budget",
+#   not as "they never help".
+#
+# The two sweeps the paper leaves open, on the same benchmark (`Ours (residual fusion)`; rank 16 and
+# two clusters is the grid's own setting):
+
+# %% publish
+sweeps = pd.read_csv(REPO / "results" / "planted-sweeps" / "table.csv")
+sweeps[[c for c in ("system", "asker_fit", "asker_fit_low", "asker_fit_high", "rougeL", "rougeL_low",
+                    "rougeL_high") if c in sweeps]].round(2)
+
+# %% [markdown]
+# Neither sweep moves anything measurably (one train seed; every gap within ±6 points, p ≥ 0.13,
+# while the same recipe ranges 33–41% across three seeds in the grid): at this budget the rank of
+# the specific MLP (8, 16, 64) and the number of query clusters (1, 2, 5) do not matter. The
+# full-width random point and k = 10 are defined in `configs/planted-sweeps.yaml` and not run yet.
+#
+# ## 2. The committed CPU reproduction on real scripts
 #
 # `results/ross-smollm2-cpu/` holds the grid for *Friends* / Ross with SmolLM2-135M at CPU scale
 # (4 queriers, 320 training windows, 50 steps of batch 4 per system, 48 test windows). The exact
@@ -53,7 +123,7 @@ committed = REPO / "results" / "ross-smollm2-cpu"  # REPO: the cloned repository
 print((committed / "command.txt").read_text())
 rows = pd.read_csv(committed / "table.csv")
 display(rows[["system", "rougeL", "rougeL_low", "rougeL_high", "rougeL_paper", "bleu1", "distinct2"]].round(2))
-plot_table(rows.to_dict("records"), title="Ross · SmolLM2-135M · CPU scale")
+plot_table(rows.to_dict("records"), title="Ross · SmolLM2-135M · CPU scale");
 
 # %% [markdown]
 # Read it with the intervals in mind. The table was made on the leak-free split (no val/test
@@ -66,7 +136,7 @@ plot_table(rows.to_dict("records"), title="Ross · SmolLM2-135M · CPU scale")
 # ~8.3 vs ~3.9) yet ends with better replies than the variants that start at the pretrained MLP
 # (`w/o low-rank`: a frozen copy + LoRA, 6.08). Lower LM loss did not mean higher ROUGE-L.
 #
-# ## 2. A grid you can run now
+# ## 3. A grid you can run now
 #
 # Quick mode trains on the invented `synthetic` dialogues (the responder Sam answers his mother,
 # his boss and his friends in recognisably different registers), so that a few steps are enough
@@ -83,7 +153,7 @@ if QUICK:
                   "grad_accum": 1, "lr": 5e-4, "warmup": 1, "n_clusters": 2, "max_length": 128,
                   "precision": "fp32", "gradient_checkpointing": False, "logging_steps": 2,
                   "save_steps": 3, "save_total_limit": None, "probe_windows": 0,
-                  "model": {"rank": 8, "lora_r": 8, "view_dim": 64, "memory_size": 32}},
+                  "model": {"rank": 8, "lora_r": 8}, "contrastive": {"view_dim": 64, "memory_size": 32}},
         "eval": {"n_test": 6, "n_val": 3, "max_new_tokens": 16, "diff_windows": 2, "diff_askers": 3,
                  "diff_systems": ["Zero-shot", "Ours"]},
         "output_dir": str(RUNS / "notebook06" / "results"), "work_dir": str(RUNS / "notebook06" / "work")})
@@ -103,7 +173,7 @@ from IPython.display import Image
 Image(str(out / "rougeL.png"))
 
 # %% [markdown]
-# ## 3. Choosing checkpoints: validation, not test
+# ## 4. Choosing checkpoints: validation, not test
 #
 # The official scripts generate for the test split after every epoch and report the **best epoch
 # on that same test split**. That is model selection on the test set: every system gets the
@@ -134,7 +204,7 @@ per_ckpt.round(2)
 # With two or three checkpoints the optimism is small; with 20 epochs (the official recipe) and a
 # noisy metric, picking the maximum on test adds a systematic bonus to every system.
 #
-# ## 4. Does the trained model answer different askers differently?
+# ## 5. Does the trained model answer different askers differently?
 #
 # The runner also measured querier differentiation (section 7 of notebook 05) for the systems in
 # `eval.diff_systems`: how much the reply changes when only the asker's name changes, and whether
@@ -145,7 +215,7 @@ cols = [c for c in ("system", "reply_change", "distinct_windows", "asker_recover
 table[cols].dropna()
 
 # %% [markdown]
-# ## 5. Sweeps
+# ## 6. Sweeps
 #
 # A sweep is a grid whose systems differ in one value. In a config:
 #
@@ -153,11 +223,11 @@ table[cols].dropna()
 # systems: [Ours]
 # sweep:
 #   model.rank: [4, 16, 64]
-#   model.temperature: [0.05, 0.1, 0.5]
+#   contrastive.temperature: [0.05, 0.1, 0.5]
 # ```
 #
 # adds the systems `Ours (model.rank=4)`, …, each trained on the same budget. From the command line:
-# `qlearn ablate --config configs/ablate-ross-cpu.yaml --set "sweep={model.qc_weight: [0.1, 1.0]}"`.
+# `qlearn ablate --config configs/ablate-ross-cpu.yaml --set "sweep={contrastive.qc_weight: [0.1, 1.0]}"`.
 #
 # ## Exercises
 #
@@ -199,7 +269,7 @@ table[cols].dropna()
 # </details>
 
 # %% [markdown]
-# **3.** Write a sweep over λ (`model.qc_weight`) with values 0.1 and 2.0 for the quick grid.
+# **3.** Write a sweep over λ (`contrastive.qc_weight`) with values 0.1 and 2.0 for the quick grid.
 
 # %%
 # Your code here.
@@ -209,7 +279,7 @@ table[cols].dropna()
 #
 # ```python
 # sweep = AblateConfig.from_dict({**{k: getattr(cfg, k) for k in ("train",)}, "name": "quick-sweep",
-#                                 "systems": ["Ours"], "sweep": {"model.qc_weight": [0.1, 2.0]},
+#                                 "systems": ["Ours"], "sweep": {"contrastive.qc_weight": [0.1, 2.0]},
 #                                 "eval": vars(cfg.eval), "output_dir": "runs/notebook06/sweep",
 #                                 "work_dir": "runs/notebook06/work"})
 # Grid(sweep).run()
@@ -237,3 +307,4 @@ table[cols].dropna()
 # 4. How do you read a row of the table whose interval overlaps Ours and whose p is above 0.05?
 # 5. Why does the dual tower with mean fusion start far behind FT, and what does w/o low-rank change there?
 # 6. What is a sweep, and which systems does re-running a grid retrain?
+# 7. On the planted benchmark, what does asker-fit measure that ROUGE-L cannot, and why is its chance level 25% of the replies that use some opener?
