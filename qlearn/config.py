@@ -95,8 +95,6 @@ def build(cls, d, where: str = "config", prefix: str = "", label: str | None = N
 
 # ---- typed fields ----------------------------------------------------------------
 def _type_name(tp) -> str:
-    import typing
-
     if typing.get_origin(tp) is not None:
         return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -108,7 +106,6 @@ def coerce_value(tp, value, name: str, where: str = "config"):
     YAML leaves unparsed such as ``1e-3`` are read as floats. Raises :class:`ConfigError` naming
     the option, the value and the expected type."""
     import types
-    import typing
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
 
@@ -122,12 +119,11 @@ def coerce_value(tp, value, name: str, where: str = "config"):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        errors = []
         for a in inner:
             try:
                 return coerce_value(a, value, name, where)
-            except ConfigError as e:
-                errors.append(e)
+            except ConfigError:
+                pass
         opts = " or ".join(_type_name(a) for a in inner) + (" or null" if type(None) in args else "")
         raise bad(opts)
     if value is None:
@@ -181,9 +177,6 @@ def coerce_value(tp, value, name: str, where: str = "config"):
 def check_fields(cls, d: dict, where: str = "config", prefix: str = "") -> dict:
     """``d`` (field name -> value) with every value checked against ``cls``'s dataclass field
     types (see :func:`coerce_value`); unknown keys are left for the caller to report."""
-    import dataclasses
-    import typing
-
     hints = typing.get_type_hints(cls)
     out = dict(d)
     for f in dataclasses.fields(cls):

@@ -6,7 +6,7 @@ checkpoint chosen on validation) and :class:`PerQuerier` (one LoRA per querier).
 ablation is one entry (a trained one may also be a ``custom:`` entry of the config); a new kind is
 a :class:`System` subclass with its own :meth:`~System.prepare`:
 
-    >>> SYSTEMS["w/o views"] = Trained("w/o views", {"contrastive.n_views": 0})
+    >>> SYSTEMS["Ours (T=0.05)"] = Trained("Ours (T=0.05)", {"contrastive.temperature": 0.05})
 """
 from __future__ import annotations
 
