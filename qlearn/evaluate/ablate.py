@@ -412,8 +412,6 @@ class Grid:
 
     def curve(self, checker) -> list[dict]:
         """Every saved checkpoint of the ``curve_systems`` runs, scored on test (cached)."""
-        from .baselines import model_replies
-
         refs, ids = [w.reply for w in self.test], [w.id for w in self.test]
         rows = []
         for system in self.cfg.eval.curve_systems:
