@@ -94,7 +94,9 @@ def test_asker_fit_checker_on_hand_made_replies():
 
 
 @pytest.mark.slow
-def test_tiny_grid_through_qlearn_ablate(tmp_path):
+def test_tiny_grid_through_qlearn_ablate(tmp_path, monkeypatch):
+    import shutil
+
     import yaml
 
     from qlearn.cli import main
@@ -109,7 +111,8 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path):
                      "contrastive": {"view_dim": 16, "memory_size": 8}},
            "eval": {"n_test": 6, "n_val": 3, "max_new_tokens": 4, "select_on_val": False,
                     "reference": "best Ours", "curve_systems": ["FT"]},
-           "output_dir": str(tmp_path / "results"), "work_dir": str(tmp_path / "work")}
+           "output_dir": str(tmp_path / "results"), "work_dir": str(tmp_path / "work"),
+           "keep_replies": True}
     path = tmp_path / "planted.yaml"
     path.write_text(yaml.safe_dump(cfg))
     main(["ablate", "--config", str(path)])
@@ -131,6 +134,29 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path):
     # the two seeds are different runs (different train seeds), cached separately
     assert (tmp_path / "work" / "runs" / "ft-seed-1" / "final").is_dir()
     assert (tmp_path / "work" / "runs" / "ft-seed-2" / "final").is_dir()
+    # keep_replies: the results folder alone rebuilds the same tables, with no training or decoding
+    assert len(list((out / "cache" / "replies").glob("*.json"))) == 7
+    table, curve_csv = (out / "table.csv").read_text(), (out / "learning_curve.csv").read_text()
+    shutil.rmtree(tmp_path / "work")
+
+    def no_training(*a, **k):
+        raise AssertionError("a kept run was trained again")
+
+    monkeypatch.setattr("qlearn.train.train", no_training)
+    for name in ("qlearn.evaluate.ablate.model_replies", "qlearn.evaluate.systems.model_replies",
+                 "qlearn.evaluate.systems.baseline_replies"):
+        monkeypatch.setattr(name, no_training)
+    main(["ablate", "--config", str(path)])
+    assert (out / "table.csv").read_text() == table
+    assert (out / "learning_curve.csv").read_text() == curve_csv
+
+
+def test_keep_replies_refuses_copyrighted_scripts():
+    from qlearn.errors import ConfigError
+    from qlearn.evaluate.ablate import AblateConfig
+
+    with pytest.raises(ConfigError, match="keep_replies.*friends.*copyrighted"):
+        AblateConfig.from_dict({"systems": ["FT"], "keep_replies": True, "train": {"source": "friends"}})
 
 
 def test_seeds_per_system_in_the_grid_config():

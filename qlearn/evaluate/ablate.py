@@ -69,6 +69,10 @@ class AblateConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str | None = None  # default results/<name>
     work_dir: str | None = None  # default runs/ablate/<name>
+    # also keep every run's replies and learning-curve points in <output_dir>/cache/, and reuse
+    # them when work_dir lacks them: a later session or machine extends the grid instead of
+    # retraining it. Only for data whose text may be committed (planted-*, synthetic, chitchat).
+    keep_replies: bool = False
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "AblateConfig":
@@ -85,6 +89,11 @@ class AblateConfig:
                         "use an integer >= 1")
         check_range(ev.diff_windows >= 0, where, "eval.diff_windows", ev.diff_windows,
                     "use 0 (off) or a positive number")
+        source = str(cfg.train.get("source", ""))
+        if cfg.keep_replies and not shareable(source):
+            raise ConfigError(f"{where}: keep_replies: true would store replies of {source!r}, which "
+                              "echo copyrighted scripts: keep it for planted-*, synthetic or chitchat "
+                              "data, or set keep_replies: false")
         for key, values in cfg.sweep.items():
             for v in values:
                 cfg.custom.setdefault(f"Ours ({key}={v})", {key: v})
@@ -169,6 +178,12 @@ def _flat_contrastive(recipe: dict) -> dict:
     return recipe
 
 
+def shareable(source: str) -> bool:
+    """Whether replies to ``source``'s windows may be committed: invented dialogues or the MIT
+    Chit-Chat data (the TV and drama scripts are copyrighted)."""
+    return source in ("synthetic", "chitchat") or source.startswith("planted")
+
+
 def seeded(system: str, seed: int) -> str:
     return f"{system} [seed {seed}]"
 
@@ -244,19 +259,41 @@ class Grid:
         path = self.cfg.work / "replies" / f"{slug(system)}.json"
         ids = [w.id for w in self.test]
         key = self._key(system, ids)
-        if path.exists():
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if cached.get("key") == key:
-                return cached
+        cached = self._cached(path, key)
+        if cached is not None:
+            if self.cfg.keep_replies:
+                self._store(path, cached)
+            return cached
         rec = {"system": system, "key": key, "ids": ids, "checkpoint": None, "val_rougeL": None,
                "train_s": 0.0}
         generate = self.cfg.system(system).prepare(self, system, rec)
         start = time.perf_counter()
         rec["predictions"] = generate()
         rec["gen_s"] = round(time.perf_counter() - start, 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
+        self._store(path, rec)
         return rec
+
+    def _kept(self, path: Path) -> Path | None:
+        """Where ``keep_replies`` keeps a copy of the work-folder cache file ``path``."""
+        if not self.cfg.keep_replies:
+            return None
+        return self.cfg.out / "cache" / path.relative_to(self.cfg.work)
+
+    def _cached(self, path: Path, key: str) -> dict | None:
+        """A cache file's record if its key matches: from the work folder, else the kept copy."""
+        for p in (path, self._kept(path)):
+            if p is not None and p.exists():
+                cached = json.loads(p.read_text(encoding="utf-8"))
+                if cached.get("key") == key:
+                    return cached
+        return None
+
+    def _store(self, path: Path, rec: dict) -> None:
+        """Write a cache file to the work folder and, with ``keep_replies``, its kept copy."""
+        for p in (path, self._kept(path)):
+            if p is not None:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
 
     def _key(self, system: str, ids: list) -> str:
         """What a system's replies depend on: its recipe, the decoding settings, the windows."""
@@ -419,17 +456,19 @@ class Grid:
                 tc = self.cfg.train_config(run)
                 path = self.cfg.work / "curve" / f"{slug(run)}.json"
                 key = self._key(run, ids)
-                cache = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-                if cache.get("key") != key:
-                    cache = {"key": key, "points": {}}
-                for c in checkpoints(Path(tc.output_dir)):
+                cache = self._cached(path, key) or {"key": key, "points": {}}
+                run_dir = Path(tc.output_dir)
+                for c in checkpoints(run_dir) if run_dir.exists() else []:  # kept points suffice
                     step = int(c.name.split("-")[1]) if c.name.startswith("checkpoint-") else tc.max_steps
                     if str(step) not in cache["points"]:
                         model, tok = load_trained(c, tc)
                         cache["points"][str(step)] = model_replies(model, tok, self.test, **self.gen_kwargs())
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_text(json.dumps(cache, ensure_ascii=False), encoding="utf-8")
-                    preds = cache["points"][str(step)]
+                        self._store(path, cache)
+                if self.cfg.keep_replies:
+                    self._store(path, cache)
+                for step in sorted(cache["points"], key=int):
+                    preds = cache["points"][step]
+                    step = int(step)
                     row = {"system": system, "run": run, "seed": tc.seed, "step": step,
                            "rougeL": rouge_l(preds, refs, self.lang)}
                     if checker:
