@@ -35,6 +35,7 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
     from ..collate import Collator
     from ..model import QuerierAwareLM
     from ..runs import base_lm
+    from ..train import METRICS_FILE
     from ..trainer import (MetricsLogger, QARTrainer, QARTrainingModule, resolve_precision,
                            training_arguments)
 
@@ -57,7 +58,7 @@ def train_per_querier(cfg, dataset, out_dir) -> dict[str, Path]:
         trainer = QARTrainer(model=module, args=training_arguments(qcfg, resolve_precision(qcfg)),
                              train_dataset=[w for w in dataset.train if w.querier == q],
                              data_collator=Collator(tok, max_length=qcfg.max_length),
-                             callbacks=[MetricsLogger(folder / "metrics.jsonl")])
+                             callbacks=[MetricsLogger(folder / METRICS_FILE)])
         print(f"qlearn per-querier LoRA: {q}: {steps} steps")
         trainer.train()
         module.save(folder / "final")
