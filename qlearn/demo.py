@@ -177,18 +177,17 @@ def evidence_markdown(results: Path | None = None) -> str:
         if not table.exists():
             continue
         with open(table, newline="", encoding="utf-8") as f:
-            rows = {r["system"]: r for r in csv.DictReader(f)}
-        p_col = next((k for r in rows.values() for k in r if k.startswith(
-            ("fit_p_vs_" if metric == "asker_fit" else "p_vs_"))), None)
-        ref = next((s for s in rows if p_col and slug(s) == p_col.split("_vs_")[1]), "–")
-        lines = [f"| system | {label} [95% CI] | paired p vs {ref} |",
-                 "|---|---|---|"]
-        for s in systems:
-            if s in rows:
-                r = rows[s]
-                p = r.get(p_col) if p_col else None
-                lines.append(f"| {s} | {float(r[metric]):.1f} [{float(r[metric + '_low']):.1f}, "
-                             f"{float(r[metric + '_high']):.1f}] | {'–' if p in (None, '') else f'{float(p):.4f}'} |")
+            reader = csv.DictReader(f)
+            rows = {r["system"]: r for r in reader}
+        prefix = "fit_p_vs_" if metric == "asker_fit" else "p_vs_"  # write_outputs' column names
+        p_col = next((k for k in reader.fieldnames if k.startswith(prefix)), None)
+        ref = next((s for s in rows if p_col == prefix + slug(s)), "–")
+        lines = [f"| system | {label} [95% CI] | paired p vs {ref} |", "|---|---|---|"]
+        for s in (s for s in systems if s in rows):
+            r = rows[s]
+            p = f"{float(r[p_col]):.4f}" if p_col and r.get(p_col) else "–"
+            lines.append(f"| {s} | {float(r[metric]):.1f} [{float(r[metric + '_low']):.1f}, "
+                         f"{float(r[metric + '_high']):.1f}] | {p} |")
         parts.append(f"`results/{name}/` (its NOTE.md says what it shows):\n\n" + "\n".join(lines))
     if not parts:
         return f"The committed grids are in the repository's `results/` ({url})."

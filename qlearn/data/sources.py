@@ -47,6 +47,7 @@ class Source:
     pin: Pin | None = None  # None: the files come with a pip package (no root needed, no manifest)
     install: str = ""  # how to get the files when there is no pin
     derived: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # made from the pin's files: path -> (sha256, size)
+    shareable: bool = False  # its text may be committed (MIT); the TV and drama scripts are copyrighted
 
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
@@ -76,7 +77,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                     ("data/hgzhz/raw_data/people_mapping.txt", "people_mapping.txt")))),
     # the chat pipeline has no minimum-segments filter; its one responder: the most active sender
     Source("chitchat", read_chitchat, "chitchat", "en", {None: 10}, k=10, min_utterances=200,
-           min_segments=0, chat=True,
+           min_segments=0, chat=True, shareable=True,
            install="ships as a PyPI package: pip install chitchat-dataset (nothing to download)"),
 )}
 

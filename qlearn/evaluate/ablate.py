@@ -178,10 +178,18 @@ def _flat_contrastive(recipe: dict) -> dict:
     return recipe
 
 
+def _write_json(path: Path, rec: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
 def shareable(source: str) -> bool:
-    """Whether replies to ``source``'s windows may be committed: invented dialogues or the MIT
-    Chit-Chat data (the TV and drama scripts are copyrighted)."""
-    return source in ("synthetic", "chitchat") or source.startswith("planted")
+    """Whether replies to ``source``'s windows may be committed: invented dialogues (synthetic,
+    planted-*) or a source whose record says so (:attr:`qlearn.data.sources.Source.shareable`)."""
+    from ..data.sources import SOURCES
+
+    return source == "synthetic" or source.startswith("planted") or (
+        source in SOURCES and SOURCES[source].shareable)
 
 
 def seeded(system: str, seed: int) -> str:
@@ -261,8 +269,7 @@ class Grid:
         key = self._key(system, ids)
         cached = self._cached(path, key)
         if cached is not None:
-            if self.cfg.keep_replies:
-                self._store(path, cached)
+            self._keep(path, cached)
             return cached
         rec = {"system": system, "key": key, "ids": ids, "checkpoint": None, "val_rougeL": None,
                "train_s": 0.0}
@@ -288,12 +295,18 @@ class Grid:
                     return cached
         return None
 
+    def _keep(self, path: Path, rec: dict) -> None:
+        """With ``keep_replies``, write the kept copy of a record read from the work folder when
+        the copy is missing or differs (a cache hit does not rewrite what is already there)."""
+        kept = self._kept(path)
+        if kept is not None and (not kept.exists() or json.loads(kept.read_text(encoding="utf-8")) != rec):
+            _write_json(kept, rec)
+
     def _store(self, path: Path, rec: dict) -> None:
         """Write a cache file to the work folder and, with ``keep_replies``, its kept copy."""
         for p in (path, self._kept(path)):
             if p is not None:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
+                _write_json(p, rec)
 
     def _key(self, system: str, ids: list) -> str:
         """What a system's replies depend on: its recipe, the decoding settings, the windows."""
@@ -464,8 +477,7 @@ class Grid:
                         model, tok = load_trained(c, tc)
                         cache["points"][str(step)] = model_replies(model, tok, self.test, **self.gen_kwargs())
                         self._store(path, cache)
-                if self.cfg.keep_replies:
-                    self._store(path, cache)
+                self._keep(path, cache)
                 for step in sorted(cache["points"], key=int):
                     preds = cache["points"][step]
                     step = int(step)
