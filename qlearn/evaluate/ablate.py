@@ -425,7 +425,9 @@ class Grid:
         out = write_outputs(rows, cfg, self.info, self.command)
         self._write_runs(recs, per_run, fit_run, out)
         if cfg.eval.curve_systems:
-            plot_curve(self.curve(checker), out / "learning_curve.csv", out / "learning_curve.png",
+            curve = self.curve(checker)
+            _write_csv(out / "learning_curve.csv", curve)
+            plot_curve(curve, out / "learning_curve.png",
                        zero_shot=None if "Zero-shot" not in fit else float(np.mean(fit["Zero-shot"])))
         return out
 
@@ -489,18 +491,21 @@ class Grid:
         return rows
 
 
-def plot_curve(rows: list[dict], csv_path, png_path, zero_shot: float | None = None):
-    """The learning curve: asker-fit (ROUGE-L without a checker) against the optimizer step,
-    one thin line per seed and the seed mean, per system."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+def _write_csv(path, rows: list[dict], digits: int | None = None) -> None:
+    """Rows (dicts; columns in order of first appearance) as CSV, floats rounded to ``digits``."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
-        w.writerows(rows)
+        for r in rows:
+            w.writerow({k: (round(v, digits) if digits is not None and isinstance(v, float) else v)
+                        for k, v in r.items()})
+
+
+def plot_curve(rows: list[dict], path=None, zero_shot: float | None = None, title: str = ""):
+    """The learning curve (rows of ``learning_curve.csv``): asker-fit (ROUGE-L without a checker)
+    against the optimizer step, one thin line per seed and the seed mean, per system."""
+    plt = _pyplot(path)
+
     key = "asker_fit" if rows and "asker_fit" in rows[0] else "rougeL"
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, system in enumerate(dict.fromkeys(r["system"] for r in rows)):
@@ -516,13 +521,10 @@ def plot_curve(rows: list[dict], csv_path, png_path, zero_shot: float | None = N
         ax.axhline(zero_shot, color="gray", ls="--", lw=1, label="Zero-shot")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("asker-fit % (test)" if key == "asker_fit" else "ROUGE-L (test)")
-    ax.set_title("Learning curve on the test split (figure only; no selection)")
+    ax.set_title(title or "Learning curve on the test split (figure only; no selection)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return png_path
+    return _finish(fig, path)
 
 
 def _fmt(v, digits=2):
@@ -554,12 +556,7 @@ def write_outputs(rows: list[dict], cfg: AblateConfig, info: dict, command: str 
     in ``cfg.out``."""
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "table.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    _write_csv(out / "table.csv", rows, digits=4)
     ref = slug(cfg.eval.reference)
     cols = [("ROUGE-L [95% CI]", lambda r: f"{r['rougeL']:.2f} [{r['rougeL_low']:.2f}, {r['rougeL_high']:.2f}]"),
             ("ROUGE-L (paper)", lambda r: _fmt(r["rougeL_paper"])),
