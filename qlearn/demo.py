@@ -157,6 +157,8 @@ def _stage_querier_embeddings(report: Report, cfg):
 # the committed grids the demo quotes: folder, score column, its label, the systems to show
 EVIDENCE = (("planted-visible", "asker_fit", "asker-fit %",
              ("FT", "Ours", "Ours (residual fusion)", "w/o low-rank")),
+            ("planted-hidden", "asker_fit", "asker-fit %",
+             ("FT", "Ours", "Ours (residual fusion)", "w/o contrastive")),
             ("ross-smollm2-cpu-300", "rougeL", "ROUGE-L",
              ("Zero-shot", "FT", "Ours", "Ours (residual fusion)")))
 
