@@ -217,37 +217,47 @@ fig
 # ### 4b. The same picture for the planted benchmark's model (no training needed)
 #
 # The planted benchmark (notebook 06, [docs/planted.md](../docs/planted.md)) trains the responder
-# for 60 steps on real Chit-Chat queries, where the right reply depends on who asks. Its grid
-# saved the pooled vectors z of 48 held-out test windows (12 per querier) for its `Ours` run (the
-# paper's mean fusion, seed 42), before and after training, and the repository ships them:
-# `results/planted-visible/querier_reps.npz` (written by `qlearn train` as `querier_reps.npz`;
-# read with `qlearn.train.read_querier_reps`). Here the queriers share every query: a window
-# separates by querier only through the asker's name and the rule they were answered with.
+# for 60 steps on real Chit-Chat queries, where the right reply depends on who asks. Each of its two
+# grids saved the pooled vectors z of 48 held-out test windows (12 per querier) for one `Ours` run
+# (seed 42), before and after training, and the repository ships them as
+# `results/planted-visible/querier_reps.npz` and `results/planted-hidden/querier_reps.npz`
+# (written by `qlearn train` as `querier_reps.npz`; read with `qlearn.train.read_querier_reps`).
+# The queriers share every query, so a window separates by querier only through who is asking:
+# the asker's name in the *visible* variant; in the *hidden* one every querier is called "Friend"
+# and only the style markers of their two earlier statements tell them apart.
 
 # %% figure=07_planted_before_after
 from qlearn.train import read_querier_reps
 
-planted = read_querier_reps(REPO / "results" / "planted-visible")
-planted_y = pd.Series(planted["querier"]).astype("category").cat.codes.to_numpy()
-fig, axes = new_figure(ncols=2, size=(5.2, 4.6))
+fig, axes = new_figure(ncols=2, nrows=2, size=(5.2, 4.6))
 planted_probe = {}
-for ax, when in zip(axes[0], ("before", "after")):
-    Z = planted[when].astype(np.float32)
-    planted_probe[when] = measures(Z, planted_y)
-    p = planted_probe[when]
-    scatter_by(umap(Z), planted["querier"], ax=ax, s=26, alpha=0.85,
-               title=f"planted benchmark, {when} training\nk-NN acc {p['k-NN accuracy']:.2f} "
-                     f"(chance {p['chance']:.2f}), silhouette {p['silhouette by querier']:.2f}")
+for row, variant in zip(axes, ("visible", "hidden")):
+    reps = read_querier_reps(REPO / "results" / f"planted-{variant}")
+    y = pd.Series(reps["querier"]).astype("category").cat.codes.to_numpy()
+    for ax, when in zip(row, ("before", "after")):
+        p = planted_probe[(f"names {variant}", when)] = measures(reps[when].astype(np.float32), y)
+        scatter_by(umap(reps[when].astype(np.float32)), reps["querier"], ax=ax, s=26, alpha=0.85,
+                   title=f"names {variant}, {when} training\nk-NN acc {p['k-NN accuracy']:.2f} "
+                         f"(chance {p['chance']:.2f}), silhouette {p['silhouette by querier']:.2f}")
 display(pd.DataFrame(planted_probe).T.round(3))
 fig
 
 # %% [markdown]
 # The numbers above are computed from the shipped vectors, so they are the same on every machine
-# (the UMAP layout may differ slightly between library versions). With the names visible the
-# windows already separate by querier before training (k-NN 0.98: the name is in every window), and
-# training makes the separation complete. Notebook 06 says what the same grid did to the *replies*:
-# Ours answers with the asker's opener no more often than FT (38% vs 37%, chance 25%) — a separated
-# representation is not yet querier-aware replies.
+# (the UMAP layout may differ slightly between library versions).
+#
+# * **Names visible**: the windows already separate by querier before training (the name is in
+#   every window), and training makes the separation complete.
+# * **Names hidden**: before training the vectors know nothing of the asker (k-NN at chance), and
+#   after 60 steps they know hardly more. This is the variant where a querier representation
+#   should matter most, and at this budget the method did not learn one.
+#
+# Be careful with a high probe score here: z averages the specific stream over the *responder's*
+# tokens, and in the planted data the responder's reply starts with the asker's opener. A vector
+# can therefore name the asker by reading the reply, not by reading how the asker writes. The
+# `w/o low-rank` runs of the hidden grid show exactly that (`results/planted-hidden/NOTE.md`):
+# their probe climbs above 0.95, far past the 0.65 the asker's cues allow, yet their replies pick
+# the right opener no more often than FT's. Notebook 06 says what both grids did to the replies.
 
 # %% [markdown]
 # ## 5. Inside the loss: views, memories and the per-cluster prototypes
