@@ -70,11 +70,16 @@ def show_planted(name: str, title: str) -> pd.DataFrame:
     return table
 
 
+def show_curve(name: str, title: str):
+    """Draw a committed planted grid's learning curve (test, figure only)."""
+    curve = pd.read_csv(REPO / "results" / name / "learning_curve.csv")
+    return plot_curve(curve.to_dict("records"), title=f"{title}: asker-fit against optimizer steps (test, figure only)")
+
+
 visible = show_planted("planted-visible", "Planted benchmark (names visible) · SmolLM2-135M · 60 steps")
 
 # %% figure=06_planted_curve
-curve = pd.read_csv(REPO / "results" / "planted-visible" / "learning_curve.csv")
-plot_curve(curve.to_dict("records"), title="Names visible: asker-fit against optimizer steps (test, figure only)");
+show_curve("planted-visible", "Names visible");
 
 # %% [markdown]
 # What the table says, plainly (the numbers are in `NOTE.md` beside it):
@@ -99,13 +104,14 @@ plot_curve(curve.to_dict("records"), title="Names visible: asker-fit against opt
 #
 # In `results/planted-hidden/` every querier is called "Friend", so the window no longer says who
 # asks; only the style markers of the asker's two earlier statements do, and each marker is shared
-# by two queriers (docs/planted.md). The best any system can do is about 66% (the Bayes rate of the
+# by two queriers (docs/planted.md). The best any system can do is about 65% (the Bayes rate of the
 # cues); this is where a querier representation should matter most. Same recipe as above.
 
 # %% figure=06_planted_hidden
 hidden = show_planted("planted-hidden", "Planted benchmark (names hidden) · SmolLM2-135M · 60 steps")
-curve = pd.read_csv(REPO / "results" / "planted-hidden" / "learning_curve.csv")
-plot_curve(curve.to_dict("records"), title="Names hidden: asker-fit against optimizer steps (test, figure only)");
+
+# %% figure=06_planted_hidden_curve
+show_curve("planted-hidden", "Names hidden");
 
 # %% [markdown]
 # What the hidden variant says (`results/planted-hidden/NOTE.md` has every number):
