@@ -146,7 +146,8 @@ def test_tiny_grid_through_qlearn_ablate(tmp_path, monkeypatch):
     for name in ("qlearn.evaluate.ablate.model_replies", "qlearn.evaluate.systems.model_replies",
                  "qlearn.evaluate.systems.baseline_replies"):
         monkeypatch.setattr(name, no_training)
-    main(["ablate", "--config", str(path)])
+    # ... also from another work folder: where the runs are written is not part of the cache key
+    main(["ablate", "--config", str(path), "--set", f"work_dir={tmp_path / 'elsewhere'}"])
     assert (out / "table.csv").read_text() == table
     assert (out / "learning_curve.csv").read_text() == curve_csv
 

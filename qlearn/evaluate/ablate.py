@@ -266,8 +266,9 @@ class Grid:
         """``{"predictions", "ids", "checkpoint", "val_rougeL", "train_s", "gen_s"}``, cached on disk."""
         path = self.cfg.work / "replies" / f"{slug(system)}.json"
         ids = [w.id for w in self.test]
-        key = self._key(system, ids)
-        cached = self._cached(path, key)
+        keys = self._keys(system, ids)
+        key = keys[0]
+        cached = self._cached(path, keys)
         if cached is not None:
             self._keep(path, cached)
             return cached
@@ -286,12 +287,13 @@ class Grid:
             return None
         return self.cfg.out / "cache" / path.relative_to(self.cfg.work)
 
-    def _cached(self, path: Path, key: str) -> dict | None:
-        """A cache file's record if its key matches: from the work folder, else the kept copy."""
+    def _cached(self, path: Path, keys: tuple[str, ...]) -> dict | None:
+        """A cache file's record if its key is one of ``keys``: from the work folder, else the kept
+        copy."""
         for p in (path, self._kept(path)):
             if p is not None and p.exists():
                 cached = json.loads(p.read_text(encoding="utf-8"))
-                if cached.get("key") == key:
+                if cached.get("key") in keys:
                     return cached
         return None
 
@@ -308,15 +310,20 @@ class Grid:
             if p is not None:
                 _write_json(p, rec)
 
-    def _key(self, system: str, ids: list) -> str:
-        """What a system's replies depend on: its recipe, the decoding settings, the windows."""
+    def _keys(self, system: str, ids: list) -> tuple[str, str]:
+        """``(key, legacy)``: what a system's replies depend on (its recipe, the decoding settings,
+        the windows), hashed; ``legacy`` also hashes the run folder (``train.output_dir``), as keys
+        written before 2026-12-02 did, so that their caches are still found (read-only)."""
         recipe = (self.cfg.train if not self.cfg.system(system).trains
                   else self.cfg.train_config(system).to_dict())
         recipe = _flat_contrastive(recipe)
         ev = dataclasses.asdict(self.cfg.eval)
         what = {"system": system, "recipe": recipe, "ids": ids,
                 "eval": {k: ev[k] for k in ("n_val", "select_on_val", "max_new_tokens", "do_sample", "seed")}}
-        return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+        legacy = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+        # where a run is written is not what it is: a moved work_dir reuses the kept replies
+        what["recipe"] = {k: v for k, v in recipe.items() if k != "output_dir"}
+        return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest(), legacy
 
     def train_and_select(self, system: str, rec: dict):
         """Train ``system`` (unless finished) and load its checkpoint with the best validation
@@ -470,8 +477,8 @@ class Grid:
             for run in self.cfg.runs(system):
                 tc = self.cfg.train_config(run)
                 path = self.cfg.work / "curve" / f"{slug(run)}.json"
-                key = self._key(run, ids)
-                cache = self._cached(path, key) or {"key": key, "points": {}}
+                keys = self._keys(run, ids)
+                cache = self._cached(path, keys) or {"key": keys[0], "points": {}}
                 run_dir = Path(tc.output_dir)
                 for c in checkpoints(run_dir) if run_dir.exists() else []:  # kept points suffice
                     step = int(c.name.split("-")[1]) if c.name.startswith("checkpoint-") else tc.max_steps
