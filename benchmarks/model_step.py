@@ -30,7 +30,8 @@ Goal (issue 5, 14): step ≤ 1.35×, generation ≤ 1.3×, memory ≤ 1.35×. Th
 
 ``--dtype``: on a GPU the weights stay fp32 and the step runs under bf16 (``auto``: bf16 where
 supported, else fp16) autocast; ``--weights bf16`` stores the frozen base in bf16 instead (what a
-GPU recipe does for an 8B model). On CPU ``auto`` is fp32; ``--dtype bf16`` runs CPU autocast.
+GPU recipe does for an 8B model). On CPU ``auto`` is what the training recipes' ``precision: auto``
+runs: bf16 autocast on a CPU with AVX512-BF16 or AMX (``qlearn.trainer.cpu_has_bf16``), else fp32.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from qlearn.assets import pick_device  # noqa: E402
 from qlearn.model import QARConfig, QuerierAwareLM  # noqa: E402
+from qlearn.trainer import cpu_has_bf16  # noqa: E402
 
 CONFIGS = {"ft": QARConfig(specific=False), "dual": QARConfig()}
 
@@ -113,8 +115,9 @@ def autocast_dtype(args) -> torch.dtype:
     """The autocast dtype of the step (fp32 = no autocast); see the module docstring."""
     if args.dtype in ("fp32", "float32"):
         return torch.float32
-    if pick_device(args.device).type != "cuda":
-        return torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    if pick_device(args.device).type != "cuda":  # auto: what the CPU recipes' precision: auto picks
+        return torch.bfloat16 if args.dtype == "bf16" or (args.dtype == "auto" and cpu_has_bf16()) \
+            else torch.float32
     if args.dtype in ("auto", "bf16") and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
@@ -296,7 +299,8 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="autocast dtype of the step (auto: bf16 on a GPU that supports it, fp32 on CPU)")
+                   help="autocast dtype of the step (auto: bf16 on a GPU that supports it, else fp16; on CPU bf16 "
+                        "where the CPU has AVX512-BF16/AMX, as precision: auto trains, else fp32)")
     p.add_argument("--weights", default="fp32", choices=["fp32", "bf16"],
                    help="dtype of the frozen base weights (new weights train in fp32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
