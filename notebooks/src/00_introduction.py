@@ -329,9 +329,9 @@ plt.show()
 #
 # **What the evidence shows so far** (notebook 06 has the tables). On the planted-signal benchmark,
 # where the right reply depends on who asks, the dual tower answers with the asker's opener no more
-# often than plain LoRA fine-tuning after 60 steps: asker-fit 38.3% [31.0, 45.7] for the method vs
+# often than plain LoRA fine-tuning after 60 steps: asker-fit 38.0% [30.3, 45.3] for the method vs
 # 36.7% [29.0, 44.3] for FT (chance 25%, three seeds, 100 unseen (query, asker) pairs, paired
-# p = 0.74). With the names hidden, so that the asker must be recognised from how they write,
+# p = 0.82). With the names hidden, so that the asker must be recognised from how they write,
 # every shared model stays at chance (Ours 25.7% [20.7, 31.0], FT 28.3% [21.0, 35.7]). On real scripts (*Friends* / Ross, SmolLM2-135M, 300 steps per system, 200 test
 # windows) the method ties with FT too: ROUGE-L 8.83 [7.27, 10.54] vs 8.32 [6.43, 10.55] (paired
 # p = 0.56, two seeds each), and a classifier cannot tell the asker from either model's replies.
