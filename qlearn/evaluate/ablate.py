@@ -267,12 +267,11 @@ class Grid:
         path = self.cfg.work / "replies" / f"{slug(system)}.json"
         ids = [w.id for w in self.test]
         keys = self._keys(system, ids)
-        key = keys[0]
         cached = self._cached(path, keys)
         if cached is not None:
             self._keep(path, cached)
             return cached
-        rec = {"system": system, "key": key, "ids": ids, "checkpoint": None, "val_rougeL": None,
+        rec = {"system": system, "key": keys[0], "ids": ids, "checkpoint": None, "val_rougeL": None,
                "train_s": 0.0}
         generate = self.cfg.system(system).prepare(self, system, rec)
         start = time.perf_counter()
@@ -320,10 +319,12 @@ class Grid:
         ev = dataclasses.asdict(self.cfg.eval)
         what = {"system": system, "recipe": recipe, "ids": ids,
                 "eval": {k: ev[k] for k in ("n_val", "select_on_val", "max_new_tokens", "do_sample", "seed")}}
-        legacy = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+        def digest(d):
+            return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
         # where a run is written is not what it is: a moved work_dir reuses the kept replies
-        what["recipe"] = {k: v for k, v in recipe.items() if k != "output_dir"}
-        return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest(), legacy
+        where = {k: v for k, v in recipe.items() if k != "output_dir"}
+        return digest({**what, "recipe": where}), digest(what)
 
     def train_and_select(self, system: str, rec: dict):
         """Train ``system`` (unless finished) and load its checkpoint with the best validation
